@@ -5,7 +5,7 @@
 static uint32_t table[256];
 static int have_sse42 = -1;
 
-static void init(void)
+__attribute__((constructor)) static void init(void)
 {
 	for (uint32_t i = 0; i < 256; i++) {
 		uint32_t c = i;
