@@ -46,7 +46,7 @@ struct hoard_sb {
 	uint64_t created;       /* unix seconds */
 	uint32_t flags;         /* HOARD_SB_* */
 	uint32_t pad0;
-	uint8_t reserved[4096 - 136];
+	uint8_t reserved[4096 - 128];
 } __attribute__((packed));
 _Static_assert(sizeof(struct hoard_sb) == 4096, "superblock is one block");
 

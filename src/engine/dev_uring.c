@@ -1,0 +1,206 @@
+/*
+ * dev_uring.c - the default device: io_uring with O_DIRECT, completions
+ * reaped by one thread that calls each request's done() callback.
+ *
+ * Owns: the file descriptor, the ring, the completion thread.  Does not
+ * own: ordering (a flush covers only writes already completed; callers
+ * wait for completions before they flush), buffers (callers' memory,
+ * aligned to HOARD_BLOCK_SIZE for O_DIRECT).
+ *
+ * This is the only file in hoardfs that calls liburing.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hoardfs/hoard.h>
+
+#define RING_DEPTH 256
+
+struct hoard_dev {
+	int fd;
+	struct io_uring ring;
+	pthread_mutex_t sq_lock; /* protects the submission queue */
+	pthread_t reaper;
+	int reaper_started;
+};
+
+static void complete(struct hoard_dev *d, struct hoard_io *io, int res);
+
+static int submit_locked(struct hoard_dev *d, struct hoard_io *io)
+{
+	struct io_uring_sqe *sqe;
+	while ((sqe = io_uring_get_sqe(&d->ring)) == NULL) {
+		int r = io_uring_submit(&d->ring);
+		if (r < 0 && r != -EAGAIN && r != -EBUSY && r != -EINTR)
+			return r;
+	}
+	switch (io->op) {
+	case HOARD_IO_READ:
+		io_uring_prep_read(sqe, d->fd, io->buf, (unsigned)io->len, io->off);
+		break;
+	case HOARD_IO_WRITE:
+		io_uring_prep_write(sqe, d->fd, io->buf, (unsigned)io->len, io->off);
+		break;
+	case HOARD_IO_FLUSH:
+		io_uring_prep_fsync(sqe, d->fd, IORING_FSYNC_DATASYNC);
+		break;
+	default:
+		io_uring_prep_nop(sqe);
+		break;
+	}
+	io_uring_sqe_set_data(sqe, io);
+	for (;;) {
+		int r = io_uring_submit(&d->ring);
+		if (r >= 0)
+			return 0;
+		if (r != -EAGAIN && r != -EBUSY && r != -EINTR)
+			return r;
+	}
+}
+
+static int uring_submit(struct hoard_dev *d, struct hoard_io *io)
+{
+	if (io->op < HOARD_IO_READ || io->op > HOARD_IO_FLUSH)
+		return -EINVAL;
+	pthread_mutex_lock(&d->sq_lock);
+	int r = submit_locked(d, io);
+	pthread_mutex_unlock(&d->sq_lock);
+	return r;
+}
+
+/* A short transfer is finished synchronously: it happens only at the end
+ * of a file or on a device error, never in the normal path. */
+static void complete(struct hoard_dev *d, struct hoard_io *io, int res)
+{
+	if (res >= 0 && io->op != HOARD_IO_FLUSH && (size_t)res < io->len) {
+		size_t done = (size_t)res;
+		while (done < io->len) {
+			ssize_t n = io->op == HOARD_IO_READ
+				? pread(d->fd, (char *)io->buf + done, io->len - done, (off_t)(io->off + done))
+				: pwrite(d->fd, (char *)io->buf + done, io->len - done, (off_t)(io->off + done));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				res = n < 0 ? -errno : -EIO;
+				break;
+			}
+			done += (size_t)n;
+		}
+		if (done == io->len)
+			res = (int)done;
+	}
+	io->done(io, res);
+}
+
+static void *reaper_main(void *arg)
+{
+	struct hoard_dev *d = arg;
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		int r = io_uring_wait_cqe(&d->ring, &cqe);
+		if (r == -EINTR)
+			continue;
+		if (r < 0)
+			break;
+		struct hoard_io *io = io_uring_cqe_get_data(cqe);
+		int res = cqe->res;
+		io_uring_cqe_seen(&d->ring, cqe);
+		if (!io) /* the stop marker from uring_close */
+			break;
+		if (res == -EAGAIN || res == -EINTR) {
+			pthread_mutex_lock(&d->sq_lock);
+			r = submit_locked(d, io);
+			pthread_mutex_unlock(&d->sq_lock);
+			if (r == 0)
+				continue;
+			res = r;
+		}
+		complete(d, io, res);
+	}
+	return NULL;
+}
+
+static int uring_open(const char *path, int read_only, void *arg,
+		      struct hoard_dev **devp, uint64_t *sizep)
+{
+	struct hoard_dev *d = calloc(1, sizeof(*d));
+	int r;
+	if (!d)
+		return -ENOMEM;
+	int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	d->fd = open(path, flags | O_DIRECT);
+	if (d->fd < 0 && errno == EINVAL) /* a filesystem without O_DIRECT */
+		d->fd = open(path, flags);
+	if (d->fd < 0) {
+		r = -errno;
+		goto out_free;
+	}
+	struct stat st;
+	if (fstat(d->fd, &st) < 0) {
+		r = -errno;
+		goto out_close;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		uint64_t sz;
+		if (ioctl(d->fd, BLKGETSIZE64, &sz) < 0) {
+			r = -errno;
+			goto out_close;
+		}
+		*sizep = sz;
+	} else if (S_ISREG(st.st_mode)) {
+		*sizep = (uint64_t)st.st_size;
+	} else {
+		r = -ENOTBLK;
+		goto out_close;
+	}
+	r = io_uring_queue_init(RING_DEPTH, &d->ring, 0);
+	if (r < 0)
+		goto out_close;
+	pthread_mutex_init(&d->sq_lock, NULL);
+	r = -pthread_create(&d->reaper, NULL, reaper_main, d);
+	if (r < 0)
+		goto out_ring;
+	d->reaper_started = 1;
+	*devp = d;
+	return 0;
+out_ring:
+	io_uring_queue_exit(&d->ring);
+out_close:
+	close(d->fd);
+out_free:
+	free(d);
+	return r;
+}
+
+static void uring_close(struct hoard_dev *d)
+{
+	if (d->reaper_started) {
+		pthread_mutex_lock(&d->sq_lock);
+		struct io_uring_sqe *sqe;
+		while ((sqe = io_uring_get_sqe(&d->ring)) == NULL)
+			io_uring_submit(&d->ring);
+		io_uring_prep_nop(sqe);
+		io_uring_sqe_set_data(sqe, NULL);
+		io_uring_submit(&d->ring);
+		pthread_mutex_unlock(&d->sq_lock);
+		pthread_join(d->reaper, NULL);
+	}
+	io_uring_queue_exit(&d->ring);
+	close(d->fd);
+	pthread_mutex_destroy(&d->sq_lock);
+	free(d);
+}
+
+const struct hoard_dev_ops hoard_dev_uring = {
+	.open = uring_open,
+	.submit = uring_submit,
+	.close = uring_close,
+};
