@@ -184,6 +184,15 @@ int memdev_load_file(struct memdev *md, const char *path)
 	int r = 0;
 	pthread_mutex_lock(&md->lock);
 	for (uint64_t b = 0; b < md->nblocks; b++) {
+		if (!md->base) { /* skip holes of a sparse file */
+			off_t d = lseek(fd, (off_t)(b * MEMDEV_SECTOR), SEEK_DATA);
+			if (d < 0)
+				break; /* ENXIO: only a hole is left */
+			if ((uint64_t)d / MEMDEV_SECTOR > b)
+				b = (uint64_t)d / MEMDEV_SECTOR;
+			if (b >= md->nblocks)
+				break;
+		}
 		ssize_t n = pread(fd, buf, sizeof(buf), (off_t)(b * MEMDEV_SECTOR));
 		if (n < 0) {
 			r = -errno;
@@ -200,6 +209,28 @@ int memdev_load_file(struct memdev *md, const char *path)
 	pthread_mutex_unlock(&md->lock);
 	close(fd);
 	return r;
+}
+
+int memdev_clone(struct memdev *dst, struct memdev *src)
+{
+	int r = memdev_init(dst, src->size);
+	if (r)
+		return r;
+	pthread_mutex_lock(&src->lock);
+	dst->base = src->base;
+	for (uint64_t b = 0; b < src->nblocks; b++) {
+		if (!src->blk[b])
+			continue;
+		dst->blk[b] = malloc(MEMDEV_SECTOR);
+		if (!dst->blk[b]) {
+			pthread_mutex_unlock(&src->lock);
+			memdev_fini(dst);
+			return -ENOMEM;
+		}
+		memcpy(dst->blk[b], src->blk[b], MEMDEV_SECTOR);
+	}
+	pthread_mutex_unlock(&src->lock);
+	return 0;
 }
 
 int memdev_save_file(struct memdev *md, const char *path)

@@ -107,6 +107,10 @@ void memdev_set_base(struct memdev *md, const uint8_t *img);
 /* Load a file (e.g. one hoard_format made) as the contents: only non-zero
  * blocks are stored.  A shorter file leaves zeros. */
 int memdev_load_file(struct memdev *md, const char *path);
+/* Make @dst (uninitialised) a device of the same size holding @src's
+ * current contents (sharing @src's base, which must outlive @dst); not
+ * recording, threaded, no faults.  Returns 0 or -ENOMEM. */
+int memdev_clone(struct memdev *dst, struct memdev *src);
 /* Write the contents to a file (created/truncated, sparse). */
 int memdev_save_file(struct memdev *md, const char *path);
 /* Copy the contents into @out (size bytes). */
