@@ -1,0 +1,148 @@
+/*
+ * fs.c - the FUSE session of one mount: create, mount, serve, stop.
+ *
+ * Owns: struct hfs's lifetime, the libfuse session and its multithreaded
+ * loop (clone_fd: one /dev/fuse descriptor per worker).  Does not own the
+ * backend or the cache: hfs_destroy() leaves both open for the caller.
+ *
+ * Stopping: hfs_exit() (from the daemon's signal thread) marks the session
+ * exited and detaches the mount; the kernel then fails the workers' reads
+ * with ENODEV and hfs_loop() returns.  `hoardfs umount` unmounts from
+ * outside with the same effect.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "fs/fs_i.h"
+
+static pthread_mutex_t se_lock = PTHREAD_MUTEX_INITIALIZER; /* se mount state */
+
+int hfs_new(struct hb *b, struct hoard_cache *cache, const struct hfs_opts *o,
+	    struct hfs **fsp)
+{
+	struct hfs *fs = calloc(1, sizeof(*fs));
+	struct hb_cred cr = {0, 0};
+	struct hb_attr root;
+	int r;
+	if (!fs)
+		return -ENOMEM;
+	fs->b = b;
+	fs->cache = cache;
+	fs->o = *o;
+	if (!fs->o.ra_window)
+		fs->o.ra_window = 4u << 20;
+	pthread_mutex_init(&fs->lock, NULL);
+	pthread_mutex_init(&fs->pool_lock, NULL);
+	pthread_mutex_init(&fs->wq_lock, NULL);
+	pthread_cond_init(&fs->wq_cond, NULL);
+	pthread_cond_init(&fs->wq_idle, NULL);
+	r = b->ops->getattr(b, &cr, "/", &root);
+	if (r)
+		goto fail;
+	r = hoard_vol_open(cache, b->volume, strlen(b->volume), 1, &fs->vol);
+	if (r)
+		goto fail;
+	r = hfs_nodes_init(fs, &root);
+	if (r)
+		goto fail;
+	r = hfs_io_init(fs);
+	if (r)
+		goto fail;
+	*fsp = fs;
+	return 0;
+fail:
+	hfs_destroy(fs);
+	return r;
+}
+
+/* fuse option values: escape ',' and '\' */
+static void opt_escape(char *dst, size_t len, const char *src)
+{
+	size_t j = 0;
+	for (size_t i = 0; src[i] && j + 3 < len; i++) {
+		if (src[i] == ',' || src[i] == '\\')
+			dst[j++] = '\\';
+		dst[j++] = src[i];
+	}
+	dst[j] = '\0';
+}
+
+int hfs_mount(struct hfs *fs, const char *mountpoint)
+{
+	char opts[1024], name[600];
+	opt_escape(name, sizeof(name), fs->o.fsname ? fs->o.fsname : "hoardfs");
+	snprintf(opts, sizeof(opts),
+		 "default_permissions,fsname=%s,subtype=hoardfs%s%s", name,
+		 fs->o.allow_other ? ",allow_other" : "",
+		 fs->o.read_only ? ",ro" : "");
+	char *argv[] = {"hoardfs", "-o", opts, fs->o.debug ? "-d" : NULL, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(fs->o.debug ? 4 : 3, argv);
+	fs->se = fuse_session_new(&args, &hfs_ll_ops, sizeof(hfs_ll_ops), fs);
+	fuse_opt_free_args(&args);
+	if (!fs->se)
+		return -EINVAL;
+	fs->mountpoint = strdup(mountpoint);
+	if (!fs->mountpoint)
+		return -ENOMEM;
+	if (fuse_session_mount(fs->se, mountpoint))
+		return -EIO;
+	fs->mounted = true;
+	return 0;
+}
+
+int hfs_loop(struct hfs *fs)
+{
+	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	if (!cfg)
+		return -ENOMEM;
+	fuse_loop_cfg_set_clone_fd(cfg, 1);
+	fuse_loop_cfg_set_max_threads(cfg, fs->o.max_threads ? fs->o.max_threads : 16);
+	fuse_loop_cfg_set_idle_threads(cfg, 4);
+	int r = fuse_session_loop_mt(fs->se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return r > 0 ? 0 : r; /* > 0: ended by a signal */
+}
+
+void hfs_exit(struct hfs *fs)
+{
+	pthread_mutex_lock(&se_lock);
+	if (fs->se) {
+		fuse_session_exit(fs->se);
+		if (fs->mounted)
+			fuse_session_unmount(fs->se);
+		fs->mounted = false;
+	}
+	pthread_mutex_unlock(&se_lock);
+}
+
+void hfs_destroy(struct hfs *fs)
+{
+	if (!fs)
+		return;
+	hfs_exit(fs);
+	hfs_io_stop(fs);
+	pthread_mutex_lock(&se_lock);
+	if (fs->se)
+		fuse_session_destroy(fs->se);
+	fs->se = NULL;
+	pthread_mutex_unlock(&se_lock);
+	hfs_nodes_free(fs);
+	free(fs->mountpoint);
+	pthread_mutex_destroy(&fs->lock);
+	pthread_mutex_destroy(&fs->pool_lock);
+	pthread_mutex_destroy(&fs->wq_lock);
+	pthread_cond_destroy(&fs->wq_cond);
+	pthread_cond_destroy(&fs->wq_idle);
+	free(fs);
+}
+
+const struct hfs_stats *hfs_get_stats(struct hfs *fs)
+{
+	return &fs->st;
+}
+
+struct hoard_cache *hfs_cache(struct hfs *fs)
+{
+	return fs->cache;
+}

@@ -1,0 +1,213 @@
+/*
+ * fs_i.h - internals shared by the files of src/fs.
+ *
+ * Locking:
+ *   fs->lock    the node table (all three hashes), and every field of
+ *               struct hfs_node and struct hfs_name marked [L].  Never held
+ *               across a backend or engine call.
+ *   pool->lock  the free list of cache-fill buffers.
+ *   wq.lock     the background work queue.
+ *   fh->lock    the readahead state of one open file.
+ *
+ * Invariants (relied on where noted):
+ *   I1 a node is freed only when nlookup == 0 and refs == 0; refs counts
+ *      names whose parent it is, open handles and in-flight users
+ *      (hfs_node_put) -- so a path can always be built from a node we hold.
+ *   I2 a directory has at most one name; a file may have several (hard
+ *      links); path building uses the first.
+ *   I3 FUSE inode numbers are never reused (64-bit counter), so no
+ *      generation numbers are needed.
+ *   I4 bytes are stored in the cache only if they came from the server
+ *      for an object whose coherency was checked at open, and no write to
+ *      the node started or finished while they were fetched (wseq).
+ */
+#ifndef HOARDFS_FS_I_H
+#define HOARDFS_FS_I_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include "fs/fs.h"
+
+/* Coherency data kept with each object: the server's view of the file.
+ * Little-endian, fixed width (hoard coherency bytes are opaque). */
+struct hfs_coh {
+	uint64_t mtime_sec, mtime_nsec, ctime_sec, ctime_nsec, size, change;
+};
+#define HFS_COH_LEN 48
+_Static_assert(sizeof(struct hfs_coh) == HFS_COH_LEN, "coh size");
+_Static_assert(HFS_COH_LEN <= HOARD_COH_MAX, "coh fits");
+
+/* Metadata record kinds (hoard_meta_put). */
+#define HFS_META_ATTR 1u    /* rid 0: struct hb_attr, serialised LE */
+#define HFS_META_DIRENT 2u  /* rid = hash(name): fileid, mode, name */
+#define HFS_META_LINK 3u    /* rid 0: symlink target */
+
+struct hfs_node;
+
+struct hfs_hlink {
+	struct hfs_hlink *next;
+	uint64_t hash;
+};
+
+struct hfs_htab {
+	struct hfs_hlink **b;
+	size_t nb, count;
+};
+
+struct hfs_name {
+	struct hfs_hlink h;        /* in fs->by_name, keyed (parent ino, name) */
+	struct hfs_name *nnext;    /* [L] next name of the same node */
+	struct hfs_node *parent;   /* holds a ref on parent (I1) */
+	struct hfs_node *node;
+	size_t len;
+	char name[];               /* NUL-terminated, no '/' */
+};
+
+struct hfs_node {
+	struct hfs_hlink h_ino;    /* in fs->by_ino */
+	struct hfs_hlink h_key;    /* in fs->by_key, keyed (fsid, fileid) */
+	uint64_t ino;
+	uint64_t fsid, fileid;
+	uint64_t nlookup;          /* [L] */
+	uint64_t refs;             /* [L] */
+	struct hfs_name *names;    /* [L] */
+	struct hb_attr attr;       /* [L] last attributes from the server */
+	double attr_at;            /* [L] monotonic seconds of attr */
+	uint64_t obj;              /* [L] engine object id, 0 = unknown */
+	struct hfs_coh coh;        /* [L] coherency at the last open/own change */
+	bool coh_valid;            /* [L] */
+	bool dir_stored;           /* [L] listing stored for this coh */
+	uint32_t writers;          /* [L] handles that wrote and not flushed */
+	atomic_uint_fast64_t wseq; /* bumped around every write/truncate (I4) */
+};
+
+struct hfs_buf {
+	struct hfs_buf *next;
+	struct hfs *fs;
+	uint8_t *data;             /* HFS_BUF_SIZE, block aligned */
+	/* hit path */
+	fuse_req_t req;
+	struct hfs_fh *fh;
+	uint64_t aoff, off;
+	size_t size;
+	uint64_t t0;
+};
+
+struct hfs_fh {
+	struct hb_file *bf;
+	struct hfs_node *node;     /* ref held */
+	uint64_t obj;              /* 0: not cacheable */
+	int flags;
+	bool wrote;
+	atomic_int refs;           /* the FUSE handle + background jobs */
+	pthread_mutex_t lock;      /* ra_* and seq_next */
+	uint64_t seq_next;         /* where a sequential reader reads next */
+	uint64_t ra_end;           /* readahead fetched/queued up to here */
+	bool ra_busy;
+};
+
+struct hfs_dirh {
+	size_t n;
+	struct hfs_dirent {
+		char *name;
+		struct hb_attr attr;
+		bool has_attr;
+	} *e;
+};
+
+enum hfs_job_kind { HFS_JOB_RA, HFS_JOB_MISS };
+struct hfs_job {
+	enum hfs_job_kind kind;
+	struct hfs_fh *fh;         /* ref held by the job */
+	fuse_req_t req;
+	uint64_t off, len;
+	uint64_t t0;
+};
+
+#define HFS_WQ_LEN 64
+#define HFS_WORKERS 3
+
+struct hfs {
+	struct hb *b;
+	struct hoard_cache *cache;
+	uint32_t vol;
+	struct hfs_opts o;
+	struct fuse_session *se;
+	char *mountpoint;
+	bool mounted;
+	struct hfs_stats st;
+
+	pthread_mutex_t lock;
+	struct hfs_htab by_ino, by_key, by_name;
+	uint64_t next_ino;
+	struct hfs_node *root;
+
+	/* cache-fill buffers (I4, style habit 6: no allocation on the data
+	 * path) */
+	pthread_mutex_t pool_lock;
+	struct hfs_buf *pool_free;
+	struct hfs_buf *pool_all;
+	uint32_t pool_n;
+	uint32_t pool_inflight;      /* pool_lock */
+
+	/* background work: readahead and hit-path fallbacks */
+	pthread_mutex_t wq_lock;
+	pthread_cond_t wq_cond, wq_idle;
+	struct hfs_job wq[HFS_WQ_LEN];
+	unsigned wq_head, wq_len, wq_active;
+	bool wq_stop;
+	pthread_t workers[HFS_WORKERS];
+	int nworkers;
+};
+
+/* inode.c */
+int hfs_nodes_init(struct hfs *fs, const struct hb_attr *root_attr);
+void hfs_nodes_free(struct hfs *fs);
+struct hfs_node *hfs_node_get(struct hfs *fs, uint64_t ino); /* +ref */
+void hfs_node_put(struct hfs *fs, struct hfs_node *n);
+/* Record that @name in @parent is @attr's file: finds or creates the node
+ * keyed by (fsid, fileid), adds @nlookup and a ref.  Directories are moved
+ * to the new name; files gain it as another name. */
+struct hfs_node *hfs_node_link(struct hfs *fs, struct hfs_node *parent,
+			       const char *name, const struct hb_attr *attr,
+			       uint64_t nlookup);
+void hfs_node_forget(struct hfs *fs, uint64_t ino, uint64_t n);
+/* Drop the name (@parent, @name) from the table; returns the node that
+ * had it with a ref (or NULL). */
+struct hfs_node *hfs_name_drop(struct hfs *fs, uint64_t parent,
+			       const char *name);
+/* Rename in the table (after the server accepted it).  Returns the node
+ * whose name was replaced (not for an exchange), with a ref, or NULL. */
+struct hfs_node *hfs_name_move(struct hfs *fs, uint64_t parent,
+			       const char *name, uint64_t newparent,
+			       const char *newname, bool exchange);
+/* Malloc'd "/a/b[/name]" for the node, -ESTALE if it has no name. */
+int hfs_path(struct hfs *fs, struct hfs_node *n, const char *name,
+	     char **pathp);
+void hfs_node_set_attr(struct hfs *fs, struct hfs_node *n,
+		       const struct hb_attr *a);
+uint64_t hfs_name_hash(uint64_t parent, const char *name, size_t len);
+
+/* ops.c helpers used by io.c */
+double hfs_now(void);
+uint64_t hfs_now_us(void);
+void hfs_coh_from_attr(struct hfs_coh *c, const struct hb_attr *a);
+void hfs_own_change(struct hfs *fs, struct hfs_node *n,
+		    const struct hb_attr *a);
+void hfs_count_err(struct hfs *fs, int err);
+struct hb_cred hfs_cred(fuse_req_t req);
+extern const struct fuse_lowlevel_ops hfs_ll_ops;
+
+/* io.c */
+int hfs_io_init(struct hfs *fs);
+void hfs_io_stop(struct hfs *fs);
+void hfs_fh_put(struct hfs *fs, struct hfs_fh *fh);
+void hfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		 struct fuse_file_info *fi);
+void hfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		  size_t size, off_t off, struct fuse_file_info *fi);
+
+#endif
