@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -241,21 +242,37 @@ static int open_bucket(struct hoard_cache *c)
 
 /* ---- objects ------------------------------------------------------------- */
 
+/* Object records are stored packed: the fixed header, then key_len key
+ * bytes, then coh_len coherency bytes (struct hobj is the unpacked form). */
+#define HOBJ_HDR offsetof(struct hobj, key)
+
 static int obj_load(struct hoard_cache *c, uint64_t id, struct hobj *o)
 {
+	uint8_t buf[sizeof(struct hobj)];
 	struct hbt_key k = mkkey(HK_OBJ, 0, id, 0);
-	int r = tget(c, &k, o, sizeof(*o));
-	if (r >= 0 && r != (int)sizeof(*o))
+	int r = tget(c, &k, buf, sizeof(buf));
+	if (r < 0)
+		return r;
+	if (r < (int)HOBJ_HDR || r > (int)sizeof(buf))
 		return -EIO;
-	if (r >= 0 && (o->key_len > HOARD_KEY_MAX || o->coh_len > HOARD_COH_MAX))
+	memset(o, 0, sizeof(*o));
+	memcpy(o, buf, HOBJ_HDR);
+	if (o->key_len > HOARD_KEY_MAX || o->coh_len > HOARD_COH_MAX ||
+	    (size_t)r != HOBJ_HDR + o->key_len + o->coh_len)
 		return -EIO;
-	return r < 0 ? r : 0;
+	memcpy(o->key, buf + HOBJ_HDR, o->key_len);
+	memcpy(o->coh, buf + HOBJ_HDR + o->key_len, o->coh_len);
+	return 0;
 }
 
 static int obj_store(struct hoard_cache *c, uint64_t id, const struct hobj *o)
 {
+	uint8_t buf[sizeof(struct hobj)];
 	struct hbt_key k = mkkey(HK_OBJ, 0, id, 0);
-	return tput(c, &k, o, sizeof(*o));
+	memcpy(buf, o, HOBJ_HDR);
+	memcpy(buf + HOBJ_HDR, o->key, o->key_len);
+	memcpy(buf + HOBJ_HDR + o->key_len, o->coh, o->coh_len);
+	return tput(c, &k, buf, HOBJ_HDR + o->key_len + o->coh_len);
 }
 
 static void fill_info(uint64_t id, const struct hobj *o, struct hoard_obj_info *info)
@@ -595,7 +612,7 @@ int hoard_obj_iterate(struct hoard_cache *c, uint32_t vol, hoard_obj_iter_fn fn,
 		int n = 0;
 		pthread_mutex_lock(&c->lock);
 		while (n < ITER_BATCH) {
-			r = tseek(c, &k, after, &f, &o, sizeof(o));
+			r = tseek(c, &k, after, &f, NULL, 0);
 			if (r < 0 || f.type != HK_OBJ) {
 				r = r == -ENOENT || r >= 0 ? 0 : r;
 				done = 1;
@@ -603,11 +620,11 @@ int hoard_obj_iterate(struct hoard_cache *c, uint32_t vol, hoard_obj_iter_fn fn,
 			}
 			k = f;
 			after = 1;
-			if (r != (int)sizeof(o) || o.key_len > HOARD_KEY_MAX || o.coh_len > HOARD_COH_MAX) {
+			r = obj_load(c, f.b, &o);
+			if (r < 0) { /* damaged record: skipped (fsck reports it) */
 				r = 0;
 				continue;
 			}
-			r = 0;
 			if (vol == 0 || o.vol == vol)
 				fill_info(f.b, &o, &batch[n++]);
 		}

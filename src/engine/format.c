@@ -140,7 +140,7 @@ static int layout(struct hoard_sb *sb, uint64_t blocks, const struct hoard_forma
 	if (sb->journal_blocks < 1024)
 		return -EINVAL;
 	sb->meta_start = sb->journal_start + sb->journal_blocks;
-	sb->meta_blocks = clamp64(blocks / 16, 1024, 1ULL << 34);
+	sb->meta_blocks = clamp64(blocks / 8, 1024, 1ULL << 34);
 	sb->data_start = sb->meta_start + sb->meta_blocks;
 	if (sb->data_start + 4ULL * sb->bucket_blocks > blocks)
 		return -ENOSPC; /* too small for even four buckets */
@@ -257,10 +257,12 @@ int hoard_format(const char *path, const struct hoard_format_opts *opts,
 		hps_seal(pg, 1 + i, HPT_BITMAP, 0);
 		r = pwrite_all(fd, pg, HBLK, meta + (1 + i) * HBLK);
 	}
+	/* (root points into pg, which the loops above reuse) */
+	uint64_t gens_start = 1 + bitmap_pages;
 	for (uint64_t i = 0; i < gens_pages && r == 0; i++) {
 		memset(pg, 0, HBLK);
-		hps_seal(pg, root->gens_start + i, HPT_GENS, 0);
-		r = pwrite_all(fd, pg, HBLK, meta + (root->gens_start + i) * HBLK);
+		hps_seal(pg, gens_start + i, HPT_GENS, 0);
+		r = pwrite_all(fd, pg, HBLK, meta + (gens_start + i) * HBLK);
 	}
 	if (r == 0 && fsync(fd) < 0)
 		r = -errno;

@@ -135,7 +135,8 @@ _Static_assert(sizeof(struct hbt_key) == 24, "btree key");
 enum {
 	HK_VOL = 1,   /* (VOL, 0, namehash, vol)  -> volume name */
 	HK_KEY = 2,   /* (KEY, vol, keyhash, objid) -> empty (index by key) */
-	HK_OBJ = 3,   /* (OBJ, 0, objid, 0) -> struct hobj */
+	HK_OBJ = 3,   /* (OBJ, 0, objid, 0) -> struct hobj, packed: header,
+			 key_len key bytes, coh_len coherency bytes */
 	HK_CHUNK = 4, /* (CHUNK, 0, objid, chunk) -> struct hchunk */
 	HK_META = 5,  /* (META, kind, objid, rid) -> record bytes, prefixed by
 			 a uint32_t object generation */

@@ -1,0 +1,444 @@
+/*
+ * Description: the cache engine's public API on a real image file through
+ * the io_uring device: persistence across close/open, coherency and
+ * invalidation, truncate, remove, present ranges, full device (ENOSPC),
+ * ring reclaim, format refusing recognised devices, the sticky read-only
+ * state after a failed metadata write, and concurrent use.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <hoardfs/hoard.h>
+
+#define IMG "engine-test.img"
+#define MiB (1024ULL * 1024)
+
+static void fill(uint8_t *b, size_t n, uint64_t seed)
+{
+	uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 1;
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		b[i] = (uint8_t)x;
+	}
+}
+
+static struct hoard_cache *mkcache(uint64_t size, int no_reclaim)
+{
+	struct hoard_format_opts fo = {.size = size, .bucket_size = 64 * 1024};
+	struct hoard_cache *c = NULL;
+	unlink(IMG);
+	assert_int_equal(hoard_format(IMG, &fo, NULL, 0), 0);
+	struct hoard_open_opts oo = {.no_reclaim = no_reclaim, .commit_ms = 50};
+	assert_int_equal(hoard_open(IMG, &oo, &c), 0);
+	return c;
+}
+
+static struct hoard_cache *reopen(struct hoard_cache *c, int ro)
+{
+	assert_int_equal(hoard_close(c), 0);
+	struct hoard_open_opts oo = {.read_only = ro, .commit_ms = 50};
+	struct hoard_cache *n = NULL;
+	assert_int_equal(hoard_open(IMG, &oo, &n), 0);
+	return n;
+}
+
+static uint64_t obj(struct hoard_cache *c, uint32_t vol, const char *key, const char *coh)
+{
+	struct hoard_obj_info info;
+	int r = hoard_obj_acquire(c, vol, key, strlen(key), coh, strlen(coh), &info);
+	assert_true(r == 0 || r == 1);
+	return info.id;
+}
+
+static void test_persistence_across_reopen(void **state)
+{
+	struct hoard_cache *c = mkcache(64 * MiB, 0);
+	uint32_t vol, vol2;
+	assert_int_equal(hoard_vol_open(c, "nfs://a/x", 9, 1, &vol), 0);
+	uint64_t id = obj(c, vol, "fh-1", "coh-1");
+	uint8_t *w = malloc(3 * MiB + 100), *r = malloc(3 * MiB + 100);
+	fill(w, 3 * MiB + 100, 1);
+	assert_int_equal(hoard_pwrite(c, id, w, 3 * MiB + 100, 0), 3 * MiB + 100);
+	assert_int_equal(hoard_meta_put(c, id, 1, 0, "attrs", 5), 0);
+	c = reopen(c, 0);
+	assert_int_equal(hoard_vol_open(c, "nfs://a/x", 9, 0, &vol2), 0);
+	assert_int_equal(vol, vol2);
+	struct hoard_obj_info info;
+	assert_int_equal(hoard_obj_lookup(c, vol, "fh-1", 4, &info), 0);
+	assert_int_equal(info.id, id);
+	assert_memory_equal(info.coh, "coh-1", 5);
+	memset(r, 0, 3 * MiB + 100);
+	assert_int_equal(hoard_pread(c, id, r, 3 * MiB + 100, 0), 3 * MiB + 100);
+	assert_memory_equal(r, w, 3 * MiB + 100);
+	/* unaligned read in the middle */
+	assert_int_equal(hoard_pread(c, id, r, 10000, 123457), 10000);
+	assert_memory_equal(r, w + 123457, 10000);
+	/* past the end: nothing */
+	assert_int_equal(hoard_pread(c, id, r, 4096, 3 * MiB + 4096), 0);
+	char buf[16];
+	assert_int_equal(hoard_meta_get(c, id, 1, 0, buf, sizeof(buf)), 5);
+	assert_memory_equal(buf, "attrs", 5);
+	struct hoard_stats st;
+	hoard_stats(c, &st);
+	assert_int_equal(st.csum_errors, 0);
+	assert_int_equal(st.objects, 1);
+	assert_int_equal(hoard_close(c), 0);
+	free(w);
+	free(r);
+}
+
+static void test_coherency_change_drops_data(void **state)
+{
+	struct hoard_cache *c = mkcache(32 * MiB, 0);
+	uint32_t vol;
+	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
+	uint64_t id = obj(c, vol, "k", "m1");
+	uint8_t w[8192], r[8192];
+	fill(w, sizeof(w), 2);
+	assert_int_equal(hoard_pwrite(c, id, w, sizeof(w), 0), sizeof(w));
+	assert_int_equal(hoard_meta_put(c, id, 2, 7, "dirent", 6), 0);
+	struct hoard_obj_info info;
+	/* same coherency: kept */
+	assert_int_equal(hoard_obj_acquire(c, vol, "k", 1, "m1", 2, &info), 0);
+	assert_int_equal(hoard_pread(c, id, r, sizeof(r), 0), sizeof(r));
+	/* changed on the server: dropped, O(1) */
+	assert_int_equal(hoard_obj_acquire(c, vol, "k", 1, "m2", 2, &info), 1);
+	assert_int_equal(info.id, id);
+	assert_int_equal(hoard_pread(c, id, r, sizeof(r), 0), 0);
+	assert_int_equal(hoard_meta_get(c, id, 2, 7, r, sizeof(r)), -ENOENT);
+	/* check() too */
+	assert_int_equal(hoard_pwrite(c, id, w, sizeof(w), 0), sizeof(w));
+	assert_int_equal(hoard_obj_check(c, id, "m2", 2), 0);
+	assert_int_equal(hoard_pread(c, id, r, sizeof(r), 0), sizeof(r));
+	assert_int_equal(hoard_obj_check(c, id, "m3", 2), 1);
+	assert_int_equal(hoard_pread(c, id, r, sizeof(r), 0), 0);
+	/* and it stays dropped after a reopen */
+	c = reopen(c, 1);
+	assert_int_equal(hoard_pread(c, id, r, sizeof(r), 0), 0);
+	assert_int_equal(hoard_close(c), 0);
+}
+
+static void test_truncate_remove_present(void **state)
+{
+	struct hoard_cache *c = mkcache(32 * MiB, 0);
+	uint32_t vol;
+	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
+	uint64_t id = obj(c, vol, "k", "c");
+	uint8_t *w = malloc(512 * 1024), *r = malloc(512 * 1024);
+	fill(w, 512 * 1024, 3);
+	/* blocks [0,64) and [96,128) present: two ranges */
+	assert_int_equal(hoard_pwrite(c, id, w, 256 * 1024, 0), 256 * 1024);
+	assert_int_equal(hoard_pwrite(c, id, w + 384 * 1024, 128 * 1024, 384 * 1024), 128 * 1024);
+	struct hoard_range rg[4];
+	assert_int_equal(hoard_present(c, id, 0, 512 * 1024, rg, 4), 2);
+	assert_int_equal(rg[0].off, 0);
+	assert_int_equal(rg[0].len, 256 * 1024);
+	assert_int_equal(rg[1].off, 384 * 1024);
+	assert_int_equal(rg[1].len, 128 * 1024);
+	/* a read stops at the first hole */
+	assert_int_equal(hoard_pread(c, id, r, 512 * 1024, 0), 256 * 1024);
+	/* truncate at 100000: the block holding it goes, the ones before stay */
+	assert_int_equal(hoard_obj_truncate(c, id, 100000), 0);
+	assert_int_equal(hoard_pread(c, id, r, 512 * 1024, 0), 98304);
+	assert_memory_equal(r, w, 98304);
+	assert_int_equal(hoard_present(c, id, 0, 512 * 1024, rg, 4), 1);
+	assert_int_equal(hoard_obj_remove(c, id), 0);
+	assert_int_equal(hoard_pread(c, id, r, 4096, 0), -ENOENT);
+	struct hoard_obj_info info;
+	assert_int_equal(hoard_obj_lookup(c, vol, "k", 1, &info), -ENOENT);
+	assert_int_equal(hoard_close(c), 0);
+	free(w);
+	free(r);
+}
+
+static void test_short_last_block(void **state)
+{
+	struct hoard_cache *c = mkcache(32 * MiB, 0);
+	uint32_t vol;
+	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
+	uint64_t id = obj(c, vol, "k", "c");
+	uint8_t w[10000], r[20000];
+	fill(w, sizeof(w), 4);
+	assert_int_equal(hoard_pwrite(c, id, w, sizeof(w), 0), sizeof(w));
+	assert_int_equal(hoard_pread(c, id, r, sizeof(r), 0), sizeof(w));
+	assert_memory_equal(r, w, sizeof(w));
+	assert_int_equal(hoard_pread(c, id, r, 100, 9950), 50);
+	/* a misaligned write is refused */
+	assert_int_equal(hoard_pwrite(c, id, w, 10, 5), -EINVAL);
+	assert_int_equal(hoard_close(c), 0);
+}
+
+static void test_full_device_enospc(void **state)
+{
+	struct hoard_cache *c = mkcache(24 * MiB, 1);
+	uint32_t vol;
+	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
+	uint64_t id = obj(c, vol, "k", "c");
+	struct hoard_stats st;
+	hoard_stats(c, &st);
+	size_t chunk = 256 * 1024;
+	uint8_t *w = malloc(chunk);
+	uint64_t off = 0;
+	int64_t r;
+	for (;;) {
+		fill(w, chunk, off);
+		r = hoard_pwrite(c, id, w, chunk, off);
+		if (r < 0)
+			break;
+		off += chunk;
+		assert_true(off <= st.data_bytes);
+	}
+	assert_int_equal(r, -ENOSPC);
+	/* still consistent: everything written before reads back */
+	uint8_t *rb = malloc(chunk);
+	for (uint64_t o = 0; o < off; o += chunk) {
+		fill(w, chunk, o);
+		assert_int_equal(hoard_pread(c, id, rb, chunk, o), chunk);
+		assert_memory_equal(rb, w, chunk);
+	}
+	hoard_stats(c, &st);
+	assert_true(st.data_used <= st.data_bytes);
+	assert_int_equal(st.read_only, 0);
+	c = reopen(c, 0);
+	assert_int_equal(hoard_pread(c, id, rb, chunk, 0), chunk);
+	assert_int_equal(hoard_close(c), 0);
+	free(w);
+	free(rb);
+}
+
+static void test_ring_reclaim_never_wrong_bytes(void **state)
+{
+	struct hoard_cache *c = mkcache(24 * MiB, 0);
+	uint32_t vol;
+	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
+	struct hoard_stats st;
+	hoard_stats(c, &st);
+	size_t chunk = 128 * 1024;
+	uint64_t nobj = 3 * st.data_bytes / chunk; /* three times the data area */
+	uint8_t *w = malloc(chunk), *rb = malloc(chunk);
+	char key[32];
+	for (uint64_t i = 0; i < nobj; i++) {
+		snprintf(key, sizeof(key), "obj-%llu", (unsigned long long)i);
+		uint64_t id = obj(c, vol, key, "c");
+		fill(w, chunk, i);
+		assert_int_equal(hoard_pwrite(c, id, w, chunk, 0), chunk);
+	}
+	hoard_stats(c, &st);
+	assert_true(st.reclaimed_buckets > 0);
+	assert_true(st.data_used <= st.data_bytes);
+	c = reopen(c, 0);
+	uint64_t present = 0;
+	for (uint64_t i = 0; i < nobj; i++) {
+		struct hoard_obj_info info;
+		snprintf(key, sizeof(key), "obj-%llu", (unsigned long long)i);
+		assert_int_equal(hoard_obj_lookup(c, vol, key, strlen(key), &info), 0);
+		int64_t n = hoard_pread(c, info.id, rb, chunk, 0);
+		assert_true(n == 0 || n == (int64_t)chunk);
+		if (n) {
+			fill(w, chunk, i);
+			assert_memory_equal(rb, w, chunk);
+			present++;
+		}
+	}
+	/* the newest objects survive, the oldest were evicted */
+	assert_true(present > 0 && present < nobj);
+	hoard_stats(c, &st);
+	assert_int_equal(st.csum_errors, 0);
+	assert_int_equal(hoard_close(c), 0);
+	free(w);
+	free(rb);
+}
+
+static void test_format_refuses_recognised_devices(void **state)
+{
+	char found[128];
+	unlink(IMG);
+	int fd = open(IMG, O_RDWR | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 32 * MiB), 0);
+	uint8_t magic[2] = {0x53, 0xEF};
+	assert_int_equal(pwrite(fd, magic, 2, 1080), 2);
+	close(fd);
+	struct hoard_format_opts fo = {0};
+	assert_int_equal(hoard_format(IMG, &fo, found, sizeof(found)), -EEXIST);
+	assert_non_null(strstr(found, "ext2/3/4"));
+	fo.force = 1;
+	assert_int_equal(hoard_format(IMG, &fo, found, sizeof(found)), 0);
+	fo.force = 0;
+	assert_int_equal(hoard_format(IMG, &fo, found, sizeof(found)), -EEXIST);
+	assert_non_null(strstr(found, "hoardfs"));
+	/* not a cache: a clear error */
+	struct hoard_cache *c;
+	fd = open(IMG, O_RDWR);
+	uint8_t zero[8192] = {0};
+	assert_int_equal(pwrite(fd, zero, sizeof(zero), 0), sizeof(zero));
+	close(fd);
+	assert_int_equal(hoard_open(IMG, NULL, &c), -EUCLEAN);
+	unlink(IMG);
+	fo.size = 0;
+	assert_int_equal(hoard_format(IMG, &fo, NULL, 0), -EINVAL); /* no size for a new image */
+}
+
+/* A device that fails every write once armed: the commit fails and the
+ * cache turns read-only for good (SQLite's sticky error state). */
+static int fail_writes;
+static void (*real_done)(struct hoard_io *, int);
+static int failing_submit(struct hoard_dev *d, struct hoard_io *io)
+{
+	if (__atomic_load_n(&fail_writes, __ATOMIC_SEQ_CST) && io->op != HOARD_IO_READ) {
+		io->done(io, -EIO);
+		return 0;
+	}
+	return hoard_dev_uring.submit(d, io);
+}
+static const struct hoard_dev_ops failing_ops = {
+	.open = NULL, .submit = failing_submit, .close = NULL};
+
+static void test_failed_metadata_write_is_sticky(void **state)
+{
+	(void)real_done;
+	struct hoard_dev_ops ops = failing_ops;
+	ops.open = hoard_dev_uring.open;
+	ops.close = hoard_dev_uring.close;
+	struct hoard_format_opts fo = {.size = 32 * MiB};
+	unlink(IMG);
+	assert_int_equal(hoard_format(IMG, &fo, NULL, 0), 0);
+	struct hoard_open_opts oo = {.dev_ops = &ops, .commit_ms = 10000};
+	struct hoard_cache *c;
+	assert_int_equal(hoard_open(IMG, &oo, &c), 0);
+	uint32_t vol;
+	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
+	uint64_t id = obj(c, vol, "k", "c");
+	uint8_t w[4096];
+	fill(w, sizeof(w), 5);
+	assert_int_equal(hoard_pwrite(c, id, w, sizeof(w), 0), sizeof(w));
+	assert_int_equal(hoard_sync(c), 0);
+	__atomic_store_n(&fail_writes, 1, __ATOMIC_SEQ_CST);
+	assert_int_equal(hoard_meta_put(c, id, 1, 1, "x", 1), 0); /* in memory */
+	assert_true(hoard_sync(c) < 0);
+	__atomic_store_n(&fail_writes, 0, __ATOMIC_SEQ_CST);
+	/* sticky: the device works again, the cache stays read-only */
+	assert_int_equal(hoard_sync(c), -EROFS);
+	assert_int_equal(hoard_pwrite(c, id, w, sizeof(w), 4096), -EROFS);
+	struct hoard_stats st;
+	hoard_stats(c, &st);
+	assert_int_equal(st.read_only, 1);
+	hoard_close(c);
+	/* the last committed state is intact */
+	assert_int_equal(hoard_open(IMG, NULL, &c), 0);
+	uint8_t r[4096];
+	assert_int_equal(hoard_pread(c, id, r, sizeof(r), 0), sizeof(r));
+	assert_memory_equal(r, w, sizeof(w));
+	assert_int_equal(hoard_meta_get(c, id, 1, 1, r, sizeof(r)), -ENOENT);
+	assert_int_equal(hoard_close(c), 0);
+}
+
+struct thr {
+	struct hoard_cache *c;
+	uint32_t vol;
+	int n;
+	int fails;
+};
+
+static void *worker(void *arg)
+{
+	struct thr *t = arg;
+	uint8_t *w = malloc(64 * 1024), *r = malloc(64 * 1024);
+	char key[32];
+	for (int i = 0; i < 200; i++) {
+		snprintf(key, sizeof(key), "t%d-%d", t->n, i % 20);
+		uint64_t id = obj(t->c, t->vol, key, "c");
+		fill(w, 64 * 1024, (uint64_t)t->n * 1000 + (uint64_t)(i % 20));
+		if (hoard_pwrite(t->c, id, w, 64 * 1024, 0) != 64 * 1024)
+			t->fails++;
+		int64_t n = hoard_pread(t->c, id, r, 64 * 1024, 0);
+		if (n != 64 * 1024 || memcmp(r, w, 64 * 1024))
+			t->fails++;
+	}
+	free(w);
+	free(r);
+	return NULL;
+}
+
+static void test_concurrent_readers_writers(void **state)
+{
+	struct hoard_cache *c = mkcache(128 * MiB, 0);
+	uint32_t vol;
+	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
+	pthread_t th[4];
+	struct thr t[4];
+	for (int i = 0; i < 4; i++) {
+		t[i] = (struct thr){.c = c, .vol = vol, .n = i};
+		pthread_create(&th[i], NULL, worker, &t[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(t[i].fails, 0);
+	}
+	struct hoard_stats st;
+	hoard_stats(c, &st);
+	assert_int_equal(st.objects, 80);
+	assert_int_equal(st.csum_errors, 0);
+	assert_int_equal(hoard_close(c), 0);
+}
+
+static int count_obj(const struct hoard_obj_info *info, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void test_iterate_and_many_objects(void **state)
+{
+	struct hoard_cache *c = mkcache(64 * MiB, 0);
+	uint32_t v1, v2;
+	assert_int_equal(hoard_vol_open(c, "one", 3, 1, &v1), 0);
+	assert_int_equal(hoard_vol_open(c, "two", 3, 1, &v2), 0);
+	assert_int_not_equal(v1, v2);
+	char key[64];
+	for (int i = 0; i < 20000; i++) {
+		snprintf(key, sizeof(key), "file-handle-%08d", i);
+		obj(c, i % 2 ? v1 : v2, key, "c");
+	}
+	c = reopen(c, 1);
+	int n1 = 0, n2 = 0, all = 0;
+	assert_int_equal(hoard_obj_iterate(c, v1, count_obj, &n1), 0);
+	assert_int_equal(hoard_obj_iterate(c, v2, count_obj, &n2), 0);
+	assert_int_equal(hoard_obj_iterate(c, 0, count_obj, &all), 0);
+	assert_int_equal(n1, 10000);
+	assert_int_equal(n2, 10000);
+	assert_int_equal(all, 20000);
+	struct hoard_obj_info info;
+	assert_int_equal(hoard_obj_lookup(c, v1, "file-handle-00000777", 20, &info), 0);
+	assert_int_equal(hoard_obj_lookup(c, v2, "file-handle-00000777", 20, &info), -ENOENT);
+	assert_int_equal(hoard_close(c), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_persistence_across_reopen),
+		cmocka_unit_test(test_coherency_change_drops_data),
+		cmocka_unit_test(test_truncate_remove_present),
+		cmocka_unit_test(test_short_last_block),
+		cmocka_unit_test(test_full_device_enospc),
+		cmocka_unit_test(test_ring_reclaim_never_wrong_bytes),
+		cmocka_unit_test(test_format_refuses_recognised_devices),
+		cmocka_unit_test(test_failed_metadata_write_is_sticky),
+		cmocka_unit_test(test_concurrent_readers_writers),
+		cmocka_unit_test(test_iterate_and_many_objects),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
