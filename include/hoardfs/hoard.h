@@ -233,6 +233,54 @@ struct hoard_stats {
 };
 int hoard_stats(struct hoard_cache *c, struct hoard_stats *st);
 
+/* ---- volumes and geometry (tools) ------------------------------------------- */
+
+typedef int (*hoard_vol_iter_fn)(uint32_t vol, const void *name, size_t len,
+				 void *arg);
+int hoard_vol_iterate(struct hoard_cache *c, hoard_vol_iter_fn fn, void *arg);
+
+struct hoard_geometry {
+	uint64_t dev_blocks, journal_start, journal_blocks, meta_start, meta_blocks;
+	uint64_t data_start, nbuckets;
+	uint32_t block_size, bucket_blocks;
+	uint32_t version;
+	uint64_t created, sb_seq;
+	uint8_t uuid[16];
+};
+int hoard_geometry(struct hoard_cache *c, struct hoard_geometry *g);
+
+/* ---- fsck ------------------------------------------------------------------ */
+
+struct hoard_fsck_opts {
+	int repair;       /* fix what can be fixed (superblock copy, leaked
+			     pages, orphan records, counters) */
+	int check_data;   /* also read and verify every cached data block */
+	const struct hoard_dev_ops *dev_ops; /* NULL = hoard_dev_uring */
+	void *dev_arg;
+	/* called with each finding ("error: ...", "warning: ...") */
+	void (*report)(const char *msg, void *arg);
+	/* called now and then with work done out of total */
+	void (*progress)(uint64_t done, uint64_t total, void *arg);
+	void *arg;
+};
+struct hoard_fsck_result {
+	uint64_t errors, warnings, repaired;
+	uint64_t pages_used, pages_reachable, leaked_pages;
+	uint64_t volumes, objects, chunks, blocks, meta_records, orphans;
+	uint64_t data_blocks_checked, data_blocks_bad;
+};
+/*
+ * Check every structure of the cache on @path: both superblocks, the
+ * journal (replayed in memory), the root page, every B+tree page and
+ * record, the allocation bitmap against the pages reachable from the tree,
+ * block pointers, and with check_data every data block.  Returns 0 if no
+ * error was found, 1 if errors were found (res->errors > 0), or a negative
+ * errno if the cache could not be examined at all (-EUCLEAN: no valid
+ * superblock).
+ */
+int hoard_fsck(const char *path, const struct hoard_fsck_opts *opts,
+	       struct hoard_fsck_result *res);
+
 /* ---- the device layer (for tests and tools) ----------------------------- */
 
 /*

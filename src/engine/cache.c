@@ -1425,6 +1425,49 @@ int hoard_stats(struct hoard_cache *c, struct hoard_stats *st)
 	return 0;
 }
 
+int hoard_vol_iterate(struct hoard_cache *c, hoard_vol_iter_fn fn, void *arg)
+{
+	uint8_t name[HOARD_VOLNAME_MAX];
+	struct hbt_key k = mkkey(HK_VOL, 0, 0, 0), f;
+	int r = 0, after = 0;
+	for (;;) { /* volumes are few: one lookup each, the lock dropped for fn */
+		pthread_mutex_lock(&c->lock);
+		int len = tseek(c, &k, after, &f, name, sizeof(name));
+		pthread_mutex_unlock(&c->lock);
+		if (len < 0 || f.type != HK_VOL)
+			return len < 0 && len != -ENOENT ? len : 0;
+		k = f;
+		after = 1;
+		if (len > (int)sizeof(name))
+			continue;
+		r = fn((uint32_t)f.c, name, (size_t)len, arg);
+		if (r)
+			return r;
+	}
+}
+
+int hoard_geometry(struct hoard_cache *c, struct hoard_geometry *g)
+{
+	const struct hoard_sb *sb = c->sb;
+	memset(g, 0, sizeof(*g));
+	pthread_mutex_lock(&c->lock);
+	g->dev_blocks = sb->dev_blocks;
+	g->journal_start = sb->journal_start;
+	g->journal_blocks = sb->journal_blocks;
+	g->meta_start = sb->meta_start;
+	g->meta_blocks = sb->meta_blocks;
+	g->data_start = sb->data_start;
+	g->nbuckets = sb->nbuckets;
+	g->block_size = sb->block_size;
+	g->bucket_blocks = sb->bucket_blocks;
+	g->version = sb->version;
+	g->created = sb->created;
+	g->sb_seq = sb->seq;
+	memcpy(g->uuid, sb->uuid, sizeof(g->uuid));
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
 const char *hoard_strerror(int err)
 {
 	switch (err) {
