@@ -367,8 +367,11 @@ int hoard_fsck(const char *path, const struct hoard_fsck_opts *opts, struct hoar
 		int still_bad;
 		struct fsck quiet = {.o = &dflt, .res = &(struct hoard_fsck_result){0}};
 		struct hoard_sb *sb;
-		if (check_superblocks(&quiet, ops, dev, &still_bad) == 0 && still_bad >= 0 &&
-		    posix_memalign((void **)&sb, HBLK, HBLK) == 0) {
+		int rc = check_superblocks(&quiet, ops, dev, &still_bad);
+		if (rc == 0 && still_bad < 0) { /* the checkpoint rewrote it */
+			res->repaired++;
+			say(&f, 0, "superblock copy %c rewritten", 'A' + bad_copy);
+		} else if (rc == 0 && posix_memalign((void **)&sb, HBLK, HBLK) == 0) {
 			*sb = *f.sb;
 			hoard_sb_seal(sb);
 			if (hoard_dev_io(ops, dev, HOARD_IO_WRITE, sb, HBLK, (uint64_t)still_bad * HBLK) == 0 &&
