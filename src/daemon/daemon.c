@@ -1,0 +1,214 @@
+/*
+ * daemon.c - memory reserve, signals and daemonising of the mount daemon.
+ *
+ * Owns: the process's memory locking, I/O-flusher status, signal
+ * handling (one thread in sigwait, every other thread has the signals
+ * blocked), and the fork + readiness pipe between `hoardfs mount` and the
+ * daemon it leaves behind.  Does not own the filesystem or the socket.
+ *
+ * Memory: a FUSE daemon serving a filesystem that the kernel may need to
+ * write back pages to cannot wait for memory that only that writeback
+ * would free.  So: mlockall (MCL_ONFAULT: reserved but untouched mappings
+ * such as sanitizer shadow stay unlocked), PR_SET_IO_FLUSHER (the kernel
+ * does not recurse into filesystem reclaim for us), and buffer pools
+ * allocated and touched at start (src/fs/io.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "daemon/daemon.h"
+
+#ifndef PR_SET_IO_FLUSHER
+#define PR_SET_IO_FLUSHER 57
+#endif
+#ifndef MCL_ONFAULT
+#define MCL_ONFAULT 4
+#endif
+
+static FILE *log_file;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void hd_log_to(FILE *f)
+{
+	log_file = f;
+}
+
+void hd_log(const char *fmt, ...)
+{
+	FILE *f = log_file ? log_file : (hd_detached() ? NULL : stderr);
+	if (!f)
+		return;
+	char ts[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", localtime_r(&now, &tm));
+	va_list ap;
+	va_start(ap, fmt);
+	pthread_mutex_lock(&log_lock);
+	fprintf(f, "%s hoardfs[%d]: ", ts, (int)getpid());
+	vfprintf(f, fmt, ap);
+	fputc('\n', f);
+	fflush(f);
+	pthread_mutex_unlock(&log_lock);
+	va_end(ap);
+}
+
+void hd_memory_reserve(void)
+{
+	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT))
+		hd_log("mlockall: %s (continuing without locked memory)",
+		       strerror(errno));
+	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0))
+		hd_log("PR_SET_IO_FLUSHER: %s (continuing)", strerror(errno));
+}
+
+/* ---- signals ---- */
+
+static pthread_t sig_thread;
+static int sig_started;
+static volatile int sig_stopping;
+
+void hd_signals_block(void)
+{
+	sigset_t s;
+	sigemptyset(&s);
+	sigaddset(&s, SIGTERM);
+	sigaddset(&s, SIGINT);
+	sigaddset(&s, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &s, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static void *sig_main(void *arg)
+{
+	struct hfs *fs = arg;
+	sigset_t s;
+	int sig;
+	sigemptyset(&s);
+	sigaddset(&s, SIGTERM);
+	sigaddset(&s, SIGINT);
+	sigaddset(&s, SIGHUP);
+	for (;;) {
+		if (sigwait(&s, &sig))
+			continue;
+		if (sig_stopping)
+			return NULL;
+		hd_log("signal %d: unmounting", sig);
+		hfs_exit(fs);
+		return NULL;
+	}
+}
+
+int hd_signals_start(struct hfs *fs)
+{
+	int r = pthread_create(&sig_thread, NULL, sig_main, fs);
+	if (r)
+		return -r;
+	sig_started = 1;
+	return 0;
+}
+
+void hd_signals_stop(void)
+{
+	if (!sig_started)
+		return;
+	sig_stopping = 1;
+	pthread_kill(sig_thread, SIGHUP); /* no-op if it already returned */
+	pthread_join(sig_thread, NULL);
+	sig_started = 0;
+}
+
+/* ---- daemonising ---- */
+
+static int ready_fd = -1;
+static int detached;
+
+int hd_detached(void)
+{
+	return detached;
+}
+
+int hd_detach(void)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC))
+		return -errno;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		close(p[1]);
+		char msg[4096];
+		size_t got = 0;
+		ssize_t n;
+		while (got < sizeof(msg) - 1 &&
+		       (n = read(p[0], msg + got, sizeof(msg) - 1 - got)) != 0) {
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				break;
+			}
+			got += (size_t)n;
+		}
+		msg[got] = '\0';
+		if (got > 0 && msg[0] == '0')
+			exit(0);
+		if (got > 1)
+			fprintf(stderr, "%s\n", msg + 1);
+		else {
+			int st;
+			waitpid(pid, &st, 0);
+			fprintf(stderr, "hoardfs mount: the daemon exited before the mount was ready\n");
+		}
+		exit(1);
+	}
+	close(p[0]);
+	ready_fd = p[1];
+	detached = 1;
+	setsid();
+	return 0;
+}
+
+void hd_ready(void)
+{
+	if (ready_fd < 0)
+		return;
+	int nul = open("/dev/null", O_RDWR);
+	if (nul >= 0) {
+		dup2(nul, 0);
+		dup2(nul, 1);
+		if (!log_file || log_file != stderr)
+			dup2(nul, 2);
+		if (nul > 2)
+			close(nul);
+	}
+	ssize_t w = write(ready_fd, "0", 1);
+	(void)w;
+	close(ready_fd);
+	ready_fd = -1;
+}
+
+void hd_fail(const char *msg)
+{
+	if (ready_fd < 0) {
+		fprintf(stderr, "%s\n", msg);
+		return;
+	}
+	char buf[4096];
+	int n = snprintf(buf, sizeof(buf), "1%s", msg);
+	ssize_t w = write(ready_fd, buf, n < (int)sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+	(void)w;
+	close(ready_fd);
+	ready_fd = -1;
+}
