@@ -929,7 +929,14 @@ static void write_finish(struct hoard_cache *c, struct hreq *q, int r)
 
 /* ---- data -------------------------------------------------------------------- */
 
-static int blk_valid(struct hoard_cache *c, const struct hblkptr *p, int *ok)
+/* Is block pointer @p valid (C1, but for the crc)?  @memo remembers the
+ * last bucket looked up: a run of blocks shares one bucket. */
+struct gen_memo {
+	uint64_t bucket;
+	uint16_t gen;
+};
+
+static int blk_valid(struct hoard_cache *c, const struct hblkptr *p, int *ok, struct gen_memo *memo)
 {
 	const struct hoard_sb *sb = c->sb;
 	*ok = 0;
@@ -937,11 +944,14 @@ static int blk_valid(struct hoard_cache *c, const struct hblkptr *p, int *ok)
 		return 0;
 	if (p->blk < sb->data_start || p->blk >= sb->data_start + sb->nbuckets * sb->bucket_blocks)
 		return 0;
-	uint16_t g;
-	int r = bucket_gen(c, (p->blk - sb->data_start) / sb->bucket_blocks, &g, 0);
-	if (r < 0)
-		return r;
-	*ok = g == p->gen;
+	uint64_t bucket = (p->blk - sb->data_start) / sb->bucket_blocks;
+	if (bucket != memo->bucket) {
+		int r = bucket_gen(c, bucket, &memo->gen, 0);
+		if (r < 0)
+			return r;
+		memo->bucket = bucket;
+	}
+	*ok = memo->gen == p->gen;
 	return 0;
 }
 
@@ -951,6 +961,7 @@ static int plan_read(struct hoard_cache *c, struct hreq *q, uint32_t nb)
 	struct hobj o;
 	struct hchunk ch;
 	uint64_t fb = q->off / HBLK, loaded = UINT64_MAX;
+	struct gen_memo memo = {UINT64_MAX, 0};
 	int have = 0;
 	int r = obj_load(c, q->objid, &o);
 	if (r < 0)
@@ -969,7 +980,7 @@ static int plan_read(struct hoard_cache *c, struct hreq *q, uint32_t nb)
 			break;
 		const struct hblkptr *p = &ch.b[(fb + i) % HCHUNK_BLOCKS];
 		int ok;
-		r = blk_valid(c, p, &ok);
+		r = blk_valid(c, p, &ok, &memo);
 		if (r < 0)
 			return r;
 		if (!ok)
@@ -1157,6 +1168,7 @@ int hoard_present(struct hoard_cache *c, uint64_t id, uint64_t off, uint64_t len
 {
 	struct hobj o;
 	struct hchunk ch;
+	struct gen_memo memo = {UINT64_MAX, 0};
 	int n = 0, open = 0;
 	pthread_mutex_lock(&c->lock);
 	int r = obj_load(c, id, &o);
@@ -1179,7 +1191,7 @@ int hoard_present(struct hoard_cache *c, uint64_t id, uint64_t off, uint64_t len
 		int good = r == (int)sizeof(ch) && ch.obj_gen == o.gen;
 		for (uint32_t i = (uint32_t)(blk % HCHUNK_BLOCKS); i < HCHUNK_BLOCKS && blk * HBLK < end; i++, blk++) {
 			int ok = 0;
-			if (good && (r = blk_valid(c, &ch.b[i], &ok)) < 0)
+			if (good && (r = blk_valid(c, &ch.b[i], &ok, &memo)) < 0)
 				goto out;
 			if (!ok) {
 				open = 0;
