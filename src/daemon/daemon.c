@@ -188,8 +188,8 @@ void hd_ready(void)
 	if (nul >= 0) {
 		dup2(nul, 0);
 		dup2(nul, 1);
-		if (!log_file || log_file != stderr)
-			dup2(nul, 2);
+		/* sanitizer reports and libfuse messages go to the log */
+		dup2(log_file ? fileno(log_file) : nul, 2);
 		if (nul > 2)
 			close(nul);
 	}

@@ -103,7 +103,7 @@ struct hfs_fh {
 	int flags;
 	bool wrote;
 	atomic_int refs;           /* the FUSE handle + background jobs */
-	pthread_mutex_t lock;      /* ra_* and seq_next */
+	pthread_mutex_t lock;      /* ra_*, seq_next, wrote */
 	uint64_t seq_next;         /* where a sequential reader reads next */
 	uint64_t ra_end;           /* readahead fetched/queued up to here */
 	bool ra_busy;

@@ -396,6 +396,9 @@ void hfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	uint64_t uoff = (uint64_t)off;
 	if (size > HFS_MAX_IO)
 		size = HFS_MAX_IO;
+	/* Once we reply, the kernel may release the handle at any time: hold
+	 * it until this function is done with it. */
+	atomic_fetch_add(&fh->refs, 1);
 	bool cacheable = node_fillable(fs, fh->node, &fsize);
 	maybe_readahead(fs, fh, uoff, size, fsize);
 	if (cacheable && uoff < fsize) {
@@ -414,8 +417,10 @@ void hfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				int r = hoard_read(fs->cache, fh->obj, aoff,
 						   RND_UP(end) - aoff, b->data,
 						   hit_done, b);
-				if (r >= 0)
+				if (r >= 0) {
+					hfs_fh_put(fs, fh);
 					return; /* hit_done replies */
+				}
 				atomic_fetch_sub(&fh->refs, 1);
 				pool_put(fs, b);
 				add(&fs->st.cache_errors, 1);
@@ -433,12 +438,14 @@ void hfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 					add(&fs->st.hit_bytes, got);
 					add(&fs->st.cache_bytes, got);
 					record_lat(fs, t0);
+					hfs_fh_put(fs, fh);
 					return;
 				}
 			}
 		}
 	}
 	do_miss(fs, req, fh, uoff, size, t0);
+	hfs_fh_put(fs, fh);
 }
 
 /* ---- write ---- */
@@ -450,8 +457,12 @@ void hfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	struct hfs_fh *fh = (struct hfs_fh *)(uintptr_t)fi->fh;
 	struct hfs_node *n = fh->node;
 	bool first = false;
-	if (!fh->wrote) {
-		fh->wrote = true;
+	atomic_fetch_add(&fh->refs, 1); /* as in read: past the reply */
+	pthread_mutex_lock(&fh->lock);
+	bool was = fh->wrote;
+	fh->wrote = true;
+	pthread_mutex_unlock(&fh->lock);
+	if (!was) {
 		pthread_mutex_lock(&fs->lock);
 		first = n->writers++ == 0;
 		pthread_mutex_unlock(&fs->lock);
@@ -462,6 +473,7 @@ void hfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	if (r < 0) {
 		hfs_count_err(fs, (int)r);
 		fuse_reply_err(req, (int)-r);
+		hfs_fh_put(fs, fh);
 		return;
 	}
 	pthread_mutex_lock(&fs->lock);
@@ -477,6 +489,7 @@ void hfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		if (e < 0 && e != -ENOENT)
 			add(&fs->st.cache_errors, 1);
 	}
+	hfs_fh_put(fs, fh);
 }
 
 /* ---- setup ---- */

@@ -804,9 +804,12 @@ static void fh_settle(fuse_req_t req, struct hfs_fh *fh)
 {
 	struct hfs *fs = FS(req);
 	struct hb_attr a;
-	if (!fh->wrote)
-		return;
+	pthread_mutex_lock(&fh->lock);
+	bool wrote = fh->wrote;
 	fh->wrote = false;
+	pthread_mutex_unlock(&fh->lock);
+	if (!wrote)
+		return;
 	if (node_getattr(req, fh->node, &a) == 0) {
 		hfs_own_change(fs, fh->node, &a);
 	} else {
@@ -1005,7 +1008,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (i < 2) {
 			name = i == 0 ? "." : "..";
 			st.st_mode = S_IFDIR;
-			st.st_ino = i == 0 ? dn->fileid : 0;
+			/* d_ino 0 would hide the entry from readdir(3) */
+			st.st_ino = i == 0 ? dn->fileid : 1;
 			if (plus) {
 				struct fuse_entry_param e = {0};
 				e.attr = st;
