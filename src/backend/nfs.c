@@ -34,15 +34,36 @@
  *  3. A struct nfsdir, once returned by nfs_opendir, is a private in-memory
  *     list: nfs_readdir() only walks it, so readdir walks it unlocked and
  *     calls back with no lock held (dircache is off; closedir is locked).
+ *  4. v4 state loss: libnfs 4.0 never renews its v4 lease, so after the
+ *     server's lease time (ganesha: 60 s) with no stateful call, or after a
+ *     server restart, every OPEN/READ/WRITE on that context fails (libnfs
+ *     gives ERANGE for NFS4ERR_EXPIRED) for good.  On ERANGE over v4 the
+ *     connection gets a fresh context (new client id) in conn->ctx, the old
+ *     one moves to conn->retired, and the call is retried once.  A file
+ *     whose f->ctx is not conn->ctx reopens itself by path first (a file
+ *     renamed meanwhile then fails with ENOENT).
  *
  * Limits of libnfs 4.0 (found against ganesha 4.3):
  *  - v4: nfs_readdir entries leave inode, dev and other fields
  *    uninitialised (garbage under ASan, often 0), so readdir does one
  *    GETATTR per entry to learn the fileid; nfs_lstat64 gives nfs_dev 0,
- *    so fsid is 0; nfs_get_readmax/writemax return 0, so 1 MiB is assumed.
+ *    so fsid is 0; nfs_get_readmax/writemax return 0, so READs start at
+ *    1 MiB and are halved while the server refuses them (ganesha answers
+ *    EIO above its maximum, not a short read).
+ *  - v4: WRITE data is encoded inline into libnfs's fixed PDU buffer: any
+ *    nfs_pwrite above 3944 bytes (with ganesha's 50-byte handles) fails
+ *    with "ZDR error: Failed to encode COMPOUND4args".  Writes go out in
+ *    3 KiB synchronous calls: v4 writes are slow, prefer v3 for writes.
  *  - times are set through nfs_lutimes (struct timeval): microseconds only,
  *    "now" is the client's clock, and setting one of atime/mtime rewrites
  *    the other with its current value truncated to microseconds.
+ *  - v4: a handle from nfs_create() cannot be written (every WRITE fails
+ *    with "ZDR error: Failed to encode COMPOUND4args"), so files are
+ *    created with nfs_open2(O_CREAT); that creates GUARDED, so O_CREAT
+ *    without O_EXCL on an existing file gives EEXIST and is retried as a
+ *    plain open.
+ *  - v4: nfs_mknod makes only character and block devices; fifos and
+ *    sockets give EOPNOTSUPP.
  *  - no RENAME_EXCHANGE (EINVAL); RENAME_NOREPLACE is a lookup then rename,
  *    not atomic.
  *  - the change attribute is not exposed: attr->change is 0.
@@ -78,31 +99,10 @@
 #define NFS_DEFAULT_TIMEOUT_MS 10000u
 #define NFS_DEFAULT_NCONN 4
 #define NFS_MAX_NCONN 64
-#define NFS_V4_IOMAX (1u << 20)
+#define NFS_V4_READMAX (1u << 20)
+#define NFS_V4_WRITEMAX 3072u /* libnfs 4.0 encodes v4 WRITE data inline */
+#define NFS_MIN_IO 512u
 #define NFS_IOMAX_CAP (1u << 24) /* keep each RPC's count well inside int */
-
-struct nfs_conn {
-	pthread_mutex_t lock;
-	struct nfs_context *ctx; /* lock */
-	int64_t uid, gid;        /* lock; invariant 2 */
-	atomic_int nfiles;       /* open files pinned here (a hint) */
-};
-
-struct nfs_hb {
-	struct hb base;
-	int version;
-	uint32_t readmax, writemax; /* bytes per READ / WRITE call */
-	atomic_uint next;           /* round-robin start for conn_get */
-	int nconn;
-	struct nfs_conn conn[];
-};
-
-struct hb_file {
-	struct nfs_conn *conn;
-	struct nfsfh *fh; /* conn->lock */
-	struct hb_cred cred;
-	int has_cred;
-};
 
 /* The parts of a source URL (see the top comment). */
 struct nfs_src {
@@ -111,6 +111,41 @@ struct nfs_src {
 	int port;        /* 0 = not given */
 	int mountport;   /* 0 = not given */
 	int version;
+};
+
+struct nfs_conn {
+	pthread_mutex_t lock;
+	struct nfs_context *ctx; /* lock */
+	int64_t uid, gid;        /* lock; invariant 2 */
+	atomic_int nfiles;       /* open files pinned here (a hint) */
+	int idx;                 /* position in the pool */
+	/* lock: contexts replaced after v4 state was lost (invariant 4);
+	 * files may still hold handles on them; destroyed at close. */
+	struct nfs_context **retired;
+	int nretired;
+};
+
+struct nfs_hb {
+	struct hb base;
+	int version;
+	/* Bytes per READ / WRITE call; over v4 halved (atomically, never
+	 * below NFS_MIN_IO) when the server refuses a size. */
+	_Atomic uint32_t readmax, writemax;
+	atomic_uint next;           /* round-robin start for conn_get */
+	struct nfs_src src;         /* read-only after open */
+	uint32_t timeout_ms;        /* read-only after open */
+	int nconn;
+	struct nfs_conn conn[];
+};
+
+struct hb_file {
+	struct nfs_conn *conn;
+	struct nfs_context *ctx; /* conn->lock: the context fh belongs to */
+	struct nfsfh *fh;        /* conn->lock */
+	struct hb_cred cred;
+	int has_cred;
+	int flags; /* for a reopen: access mode only */
+	char path[]; /* for a reopen */
 };
 
 static struct nfs_hb *to_nfs(struct hb *b)
@@ -153,11 +188,20 @@ static void conn_cred(struct nfs_conn *c, const struct hb_cred *cr)
 	}
 }
 
-/* libnfs returns -errno, except that some failures before any reply (no
+/* libnfs returns -errno, except that a call that timed out gives -EINTR
+ * and some failures before any reply (no
  * connection, a call that could not be queued) come back as -1 with only
  * a message.  -1 is also a genuine NFS3ERR_PERM, so look at the message. */
 static int nfs_err(struct nfs_context *ctx, int r)
 {
+	if (r == -EINTR)
+		return -ETIMEDOUT; /* libnfs's code for a call that timed out */
+	if (r == -EFAULT) {
+		/* The portmapper has no MOUNT or NFS registered. */
+		const char *m = nfs_get_error(ctx);
+		if (m && strstr(m, "not available"))
+			return -ECONNREFUSED;
+	}
 	if (r >= 0 || r != -1)
 		return r;
 	const char *m = nfs_get_error(ctx);
@@ -176,6 +220,61 @@ static int nfs_err(struct nfs_context *ctx, int r)
 	if (strstr(m, "connect") || strstr(m, "Connect") || strstr(m, "socket"))
 		return -ENOTCONN;
 	return -EIO;
+}
+
+static int conn_open(struct nfs_conn *c, const struct nfs_src *s, int idx,
+		     uint32_t timeout_ms, char *err, size_t err_len);
+
+static int state_lost(const struct nfs_hb *n, int r)
+{
+	return n->version == 4 && r == -ERANGE;
+}
+
+/* Invariant 4: give @c a fresh context.  c->lock held. */
+static int conn_reset(struct nfs_hb *n, struct nfs_conn *c)
+{
+	struct nfs_conn fresh = {.idx = c->idx};
+	char err[256];
+	int r = conn_open(&fresh, &n->src, c->idx, n->timeout_ms, err, sizeof(err));
+	struct nfs_context **v = NULL;
+	if (!r) {
+		v = realloc(c->retired, ((size_t)c->nretired + 1) * sizeof(*v));
+		if (!v)
+			r = -ENOMEM;
+	}
+	if (r) {
+		if (fresh.ctx)
+			nfs_destroy_context(fresh.ctx);
+		return r;
+	}
+	c->retired = v;
+	v[c->nretired++] = c->ctx;
+	c->ctx = fresh.ctx;
+	c->uid = c->gid = -1;
+	return 0;
+}
+
+/* Should a call that returned @r be retried after a conn_reset? */
+static int conn_retry(struct nfs_hb *n, struct nfs_conn *c, int r, int attempt)
+{
+	return attempt == 0 && state_lost(n, r) && conn_reset(n, c) == 0;
+}
+
+/* Invariant 4: make @f's handle belong to its connection's context. */
+static int file_current(struct hb_file *f)
+{
+	struct nfs_conn *c = f->conn;
+	struct nfsfh *fh;
+	if (f->ctx == c->ctx)
+		return 0;
+	conn_cred(c, f->has_cred ? &f->cred : NULL);
+	int r = nfs_err(c->ctx, nfs_open(c->ctx, f->path, f->flags, &fh));
+	if (r)
+		return r;
+	nfs_close(f->ctx, f->fh); /* frees it; the CLOSE itself fails */
+	f->ctx = c->ctx;
+	f->fh = fh;
+	return 0;
 }
 
 /* ---- attributes ------------------------------------------------------- */
@@ -237,9 +336,13 @@ static void nfs_hb_close(struct hb *b)
 	if (!n)
 		return;
 	for (int i = 0; i < n->nconn; i++) {
-		if (n->conn[i].ctx)
-			nfs_destroy_context(n->conn[i].ctx);
-		pthread_mutex_destroy(&n->conn[i].lock);
+		struct nfs_conn *c = &n->conn[i];
+		if (c->ctx)
+			nfs_destroy_context(c->ctx);
+		for (int j = 0; j < c->nretired; j++)
+			nfs_destroy_context(c->retired[j]);
+		free(c->retired);
+		pthread_mutex_destroy(&c->lock);
 	}
 	free(n);
 }
@@ -248,8 +351,13 @@ static int nfs_hb_getattr(struct hb *b, const struct hb_cred *cr,
 			  const char *path, struct hb_attr *attr)
 {
 	struct nfs_conn *c = conn_get(to_nfs(b));
-	conn_cred(c, cr);
-	int r = lstat_locked(c, path, attr);
+	int r;
+	for (int t = 0;; t++) {
+		conn_cred(c, cr);
+		r = lstat_locked(c, path, attr);
+		if (!conn_retry(to_nfs(b), c, r, t))
+			break;
+	}
 	conn_put(c);
 	return r;
 }
@@ -265,9 +373,13 @@ static int nfs_hb_readdir(struct hb *b, const struct hb_cred *cr,
 	int r;
 
 	struct nfs_conn *c = conn_get(n);
+	for (int t = 0;; t++) {
+		conn_cred(c, cr);
+		r = nfs_err(c->ctx, nfs_opendir(c->ctx, path, &dir));
+		if (!conn_retry(n, c, r, t))
+			break;
+	}
 	struct nfs_context *dctx = c->ctx;
-	conn_cred(c, cr);
-	r = nfs_err(c->ctx, nfs_opendir(c->ctx, path, &dir));
 	conn_put(c);
 	if (r)
 		return r;
@@ -307,7 +419,7 @@ static int nfs_hb_readdir(struct hb *b, const struct hb_cred *cr,
 	}
 	free(child);
 	pthread_mutex_lock(&c->lock);
-	nfs_closedir(c->ctx, dir);
+	nfs_closedir(dctx, dir); /* dctx may be retired by now: still valid */
 	conn_put(c);
 	return r;
 }
@@ -326,23 +438,37 @@ static int nfs_hb_open(struct hb *b, const struct hb_cred *cr, const char *path,
 		       struct hb_attr *attr)
 {
 	struct nfs_hb *n = to_nfs(b);
-	struct hb_file *f = calloc(1, sizeof(*f));
+	size_t plen = strlen(path);
+	struct hb_file *f = calloc(1, sizeof(*f) + plen + 1);
 	int r;
 	if (!f)
 		return -ENOMEM;
+	memcpy(f->path, path, plen + 1);
 	if (cr) {
 		f->cred = *cr;
 		f->has_cred = 1;
 	}
 	flags &= O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC;
+	f->flags = flags & O_ACCMODE;
 	struct nfs_conn *c = conn_for_open(n);
 	pthread_mutex_lock(&c->lock);
-	conn_cred(c, cr);
-	if (flags & O_CREAT)
-		r = nfs_create(c->ctx, path, flags, (int)(mode & 07777), &f->fh);
-	else
-		r = nfs_open(c->ctx, path, flags, &f->fh);
-	r = nfs_err(c->ctx, r);
+	for (int t = 0;; t++) {
+		conn_cred(c, cr);
+		if (flags & O_CREAT) {
+			/* Not nfs_create: over v4 its handle cannot be
+			 * written ("Failed to encode COMPOUND4args"). */
+			r = nfs_open2(c->ctx, path, flags, (int)(mode & 07777), &f->fh);
+			/* libnfs v4 creates GUARDED even without O_EXCL. */
+			if (r == -EEXIST && !(flags & O_EXCL) && n->version == 4)
+				r = nfs_open(c->ctx, path, flags & ~O_CREAT, &f->fh);
+		} else {
+			r = nfs_open(c->ctx, path, flags, &f->fh);
+		}
+		r = nfs_err(c->ctx, r);
+		if (!conn_retry(n, c, r, t))
+			break;
+	}
+	f->ctx = c->ctx;
 	if (!r && attr) {
 		struct nfs_stat_64 st;
 		r = nfs_err(c->ctx, nfs_fstat64(c->ctx, f->fh, &st));
@@ -371,16 +497,33 @@ static int64_t nfs_hb_pread(struct hb *b, struct hb_file *f, void *buf,
 	int r = 0;
 
 	pthread_mutex_lock(&c->lock);
-	conn_cred(c, f->has_cred ? &f->cred : NULL);
-	while (done < len) {
+	int retried = 0;
+	r = file_current(f);
+	while (!r && done < len) {
+		conn_cred(c, f->has_cred ? &f->cred : NULL);
 		size_t want = len - done;
-		if (want > n->readmax)
-			want = n->readmax;
+		uint32_t max = atomic_load_explicit(&n->readmax, memory_order_relaxed);
+		if (want > max)
+			want = max;
 		r = nfs_err(c->ctx, nfs_pread(c->ctx, f->fh, off + done, want,
 					      (char *)buf + done));
+		if (!retried && state_lost(n, r) && !conn_reset(n, c)) {
+			retried = 1;
+			r = file_current(f);
+			continue;
+		}
+		if (r == -EIO && n->version == 4 && want > NFS_MIN_IO) {
+			/* The v4 maximum was a guess: a server refuses
+			 * (EIO) rather than shortens a READ above its own. */
+			atomic_store_explicit(&n->readmax, (uint32_t)want / 2,
+					      memory_order_relaxed);
+			r = 0;
+			continue;
+		}
 		if (r <= 0)
 			break; /* error or end of file */
 		done += (size_t)r;
+		r = 0;
 	}
 	conn_put(c);
 	if (r < 0 && done == 0)
@@ -397,13 +540,29 @@ static int64_t nfs_hb_pwrite(struct hb *b, struct hb_file *f, const void *buf,
 	int r = 0;
 
 	pthread_mutex_lock(&c->lock);
-	conn_cred(c, f->has_cred ? &f->cred : NULL);
-	while (done < len) {
+	int retried = 0;
+	r = file_current(f);
+	while (!r && done < len) {
+		conn_cred(c, f->has_cred ? &f->cred : NULL);
 		size_t want = len - done;
-		if (want > n->writemax)
-			want = n->writemax;
+		uint32_t max = atomic_load_explicit(&n->writemax, memory_order_relaxed);
+		if (want > max)
+			want = max;
 		r = nfs_err(c->ctx, nfs_pwrite(c->ctx, f->fh, off + done, want,
 					       (const char *)buf + done));
+		if (!retried && state_lost(n, r) && !conn_reset(n, c)) {
+			retried = 1;
+			r = file_current(f);
+			continue;
+		}
+		if (r == -EIO && n->version == 4 && want > NFS_MIN_IO) {
+			/* libnfs could not encode it (or the server refused
+			 * the size): try smaller. */
+			atomic_store_explicit(&n->writemax, (uint32_t)want / 2,
+					      memory_order_relaxed);
+			r = 0;
+			continue;
+		}
 		if (r < 0)
 			break;
 		if (r == 0) {
@@ -411,6 +570,7 @@ static int64_t nfs_hb_pwrite(struct hb *b, struct hb_file *f, const void *buf,
 			break;
 		}
 		done += (size_t)r;
+		r = 0;
 	}
 	conn_put(c);
 	if (r < 0 && done == 0)
@@ -422,8 +582,11 @@ static int nfs_hb_fsync(struct hb *b, struct hb_file *f)
 {
 	struct nfs_conn *c = f->conn;
 	pthread_mutex_lock(&c->lock);
-	conn_cred(c, f->has_cred ? &f->cred : NULL);
-	int r = nfs_err(c->ctx, nfs_fsync(c->ctx, f->fh));
+	int r = file_current(f);
+	if (!r) {
+		conn_cred(c, f->has_cred ? &f->cred : NULL);
+		r = nfs_err(c->ctx, nfs_fsync(c->ctx, f->fh));
+	}
 	conn_put(c);
 	return r;
 }
@@ -433,7 +596,9 @@ static int nfs_hb_release(struct hb *b, struct hb_file *f)
 	struct nfs_conn *c = f->conn;
 	pthread_mutex_lock(&c->lock);
 	conn_cred(c, f->has_cred ? &f->cred : NULL);
-	int r = nfs_err(c->ctx, nfs_close(c->ctx, f->fh));
+	int r = nfs_err(f->ctx, nfs_close(f->ctx, f->fh));
+	if (f->ctx != c->ctx || state_lost(to_nfs(b), r))
+		r = 0; /* the server dropped that state already */
 	conn_put(c);
 	atomic_fetch_sub(&c->nfiles, 1);
 	free(f);
@@ -513,9 +678,14 @@ out:
 #define NFS_CALL(b, cr, call)                                                  \
 	({                                                                     \
 		struct nfs_conn *c_ = conn_get(to_nfs(b));                     \
-		conn_cred(c_, (cr));                                           \
-		struct nfs_context *ctx = c_->ctx;                             \
-		int r_ = nfs_err(ctx, (call));                                 \
+		int r_;                                                        \
+		for (int t_ = 0;; t_++) {                                      \
+			conn_cred(c_, (cr));                                   \
+			struct nfs_context *ctx = c_->ctx;                     \
+			r_ = nfs_err(ctx, (call));                             \
+			if (!conn_retry(to_nfs(b), c_, r_, t_))                \
+				break;                                         \
+		}                                                              \
 		conn_put(c_);                                                  \
 		r_;                                                            \
 	})
@@ -531,6 +701,8 @@ static int nfs_hb_mknod(struct hb *b, const struct hb_cred *cr, const char *path
 				    mode, &f, NULL);
 		return r ? r : nfs_hb_release(b, f);
 	}
+	if (to_nfs(b)->version == 4 && !S_ISCHR(mode) && !S_ISBLK(mode))
+		return -EOPNOTSUPP; /* libnfs: "Invalid file type for MKNOD call" */
 	return NFS_CALL(b, cr, nfs_mknod(ctx, path, (int)mode, (int)rdev));
 }
 
@@ -892,6 +1064,8 @@ int hb_nfs_open(const char *source, const struct hb_opts *opts, struct hb **bp,
 		return -ENOMEM;
 	n->base.ops = &nfs_ops;
 	n->version = s.version;
+	n->src = s;
+	n->timeout_ms = timeout_ms;
 	int vl = snprintf(n->base.volume, sizeof(n->base.volume), "nfs://%s:%d%s%s",
 			  s.host, s.port ? s.port : 2049, s.path,
 			  s.version == 4 ? "?version=4" : "");
@@ -902,6 +1076,7 @@ int hb_nfs_open(const char *source, const struct hb_opts *opts, struct hb **bp,
 	}
 	for (int i = 0; i < nconn; i++) {
 		pthread_mutex_init(&n->conn[i].lock, NULL);
+		n->conn[i].idx = i;
 		n->nconn = i + 1; /* what nfs_hb_close must undo */
 		r = conn_open(&n->conn[i], &s, i, timeout_ms, err, err_len);
 		if (r == -EIO && s.version == 3) {
@@ -919,10 +1094,10 @@ int hb_nfs_open(const char *source, const struct hb_opts *opts, struct hb **bp,
 	}
 	uint64_t rmax = nfs_get_readmax(n->conn[0].ctx);
 	uint64_t wmax = nfs_get_writemax(n->conn[0].ctx);
-	n->readmax = (uint32_t)(rmax ? (rmax < NFS_IOMAX_CAP ? rmax : NFS_IOMAX_CAP)
-				     : NFS_V4_IOMAX);
-	n->writemax = (uint32_t)(wmax ? (wmax < NFS_IOMAX_CAP ? wmax : NFS_IOMAX_CAP)
-				      : NFS_V4_IOMAX);
+	atomic_init(&n->readmax, (uint32_t)(rmax ? (rmax < NFS_IOMAX_CAP ? rmax : NFS_IOMAX_CAP)
+						 : NFS_V4_READMAX));
+	atomic_init(&n->writemax, (uint32_t)(wmax ? (wmax < NFS_IOMAX_CAP ? wmax : NFS_IOMAX_CAP)
+						  : NFS_V4_WRITEMAX));
 	*bp = &n->base;
 	return 0;
 fail:
@@ -936,4 +1111,11 @@ const char *__lsan_default_suppressions(void);
 __attribute__((used)) const char *__lsan_default_suppressions(void)
 {
 	return "leak:nfs4_set_client_name\n";
+}
+
+/* ...and do not list the suppression at every exit of an ASan build. */
+const char *__lsan_default_options(void);
+__attribute__((used)) const char *__lsan_default_options(void)
+{
+	return "print_suppressions=0";
 }
