@@ -118,3 +118,77 @@ if x != y:
     sys.exit(1)
 EOF
 }
+
+# nfs_suite VERSION ADDR: the NFS tests (mount_nfs3.sh, mount_nfs4.sh).
+# Another hoardfs mount with its own cache plays "another client".
+nfs_suite() {
+	local ver=$1 addr=$2
+	. "$TOP/tests/lib/nfs-server.sh"
+	_cleanups+=("nfs_server_stop")
+	local exp=$W/export
+	mkdir -p "$exp"
+	head -c 6000000 /dev/urandom >"$exp/big"
+	mkdir -p "$exp/d/sub"; echo deep >"$exp/d/sub/f"
+	nfs_server_start "$exp" "$addr" >"$W/nfs-start.log" 2>&1 || skip "no NFS server: $(tail -n 3 "$W/nfs-start.log")"
+	local url
+	if [ "$ver" = 3 ]; then url=$NFS_URL3; else url=$NFS_URL4; fi
+	local MNT2=$W/mnt2
+	mkdir -p "$MNT2"
+
+	mount_hoard "$url" "$MNT"
+	note "nfs v$ver: read"
+	cmp "$exp/big" "$MNT/big" || fail "first read of big"
+	expect_eq "deep file" deep "$(cat "$MNT/d/sub/f")"
+
+	note "nfs v$ver: operations"
+	printf 'hello\n' >"$MNT/a"; echo more >>"$MNT/a"
+	expect_eq "server copy" "$(printf 'hello\nmore')" "$(cat "$exp/a")"
+	head -c 2500000 /dev/urandom >"$W/rand"; cp "$W/rand" "$MNT/r"
+	cmp "$W/rand" "$exp/r" || fail "server copy of r"
+	cmp "$W/rand" "$MNT/r" || fail "read back r"
+	truncate -s 1000 "$MNT/r"; cmp <(head -c 1000 "$W/rand") "$MNT/r" || fail "shrink"
+	truncate -s 9000 "$MNT/r"; cmp "$exp/r" "$MNT/r" || fail "grow"
+	chmod 600 "$MNT/a"; expect_eq "chmod" 600 "$(stat -c %a "$exp/a")"
+	chown 1234:5678 "$MNT/a"; expect_eq "chown" "1234:5678" "$(stat -c %u:%g "$exp/a")"
+	touch -d "2001-02-03 04:05:06" "$MNT/a"; expect_eq "utimens" "$(stat -c %Y "$exp/a")" "$(stat -c %Y "$MNT/a")"
+	mkdir "$MNT/nd"; mv "$MNT/a" "$MNT/nd/b"; expect_eq "rename" "$(printf 'hello\nmore')" "$(cat "$exp/nd/b")"
+	ln -s "../big" "$MNT/nd/sl"; expect_eq "readlink" "../big" "$(readlink "$MNT/nd/sl")"
+	ln "$MNT/nd/b" "$MNT/nd/c"; expect_eq "hard link" "$(stat -c %i "$MNT/nd/b")" "$(stat -c %i "$MNT/nd/c")"
+	rm "$MNT/nd/b" "$MNT/nd/c" "$MNT/nd/sl"; rmdir "$MNT/nd"; [ -e "$exp/nd" ] && fail "rmdir"
+	mv "$MNT/d" "$MNT/d2"; expect_eq "renamed dir" deep "$(cat "$MNT/d2/sub/f")"
+	df "$MNT" >/dev/null || fail "statfs"
+	truncate -s 5G "$MNT/huge"
+	printf 'past4G' | dd of="$MNT/huge" bs=1 seek=$((4 << 30)) conv=notrunc status=none
+	expect_eq "past 4 GiB" past4G "$(dd if="$MNT/huge" bs=1 skip=$((4 << 30)) count=6 status=none)"
+	rm "$MNT/huge"
+
+	note "nfs v$ver: parallel readers and writers"
+	local i pids=()
+	for i in 1 2 3 4; do head -c $((1000000 + i * 77777)) /dev/urandom >"$W/w$i"; done
+	for i in 1 2 3 4; do cp "$W/w$i" "$MNT/w$i" & pids+=($!); done
+	for i in 1 2 3 4 5 6; do cmp "$exp/big" "$MNT/big" & pids+=($!); done
+	for p in "${pids[@]}"; do wait "$p" || fail "parallel job failed"; done
+	for i in 1 2 3 4; do cmp "$W/w$i" "$MNT/w$i" || fail "parallel write w$i"; cmp "$W/w$i" "$exp/w$i" || fail "server w$i"; done
+
+	note "nfs v$ver: fsx"
+	python3 "$TOP/tests/integration/fsx.py" "$MNT/fsx" --seed 11 --ops "${HOARD_FSX_OPS_NFS:-800}" --server "$exp/fsx" || fail "fsx over nfs v$ver"
+
+	note "nfs v$ver: another client changes files"
+	CACHE=$W/cache2.img mount_hoard "$url" "$MNT2"
+	cat "$MNT/w1" >/dev/null
+	printf 'other client\n' >"$MNT2/w1"
+	expect_eq "change by another client" "other client" "$(cat "$MNT/w1")"
+	rm "$MNT2/w2"
+	cat "$MNT/w2" 2>/dev/null && fail "file removed by another client still readable"
+	umount_hoard "$MNT2"
+
+	note "nfs v$ver: persistence"
+	cmp "$exp/big" "$MNT/big" || fail "big before remount"
+	umount_hoard "$MNT"
+	mount_hoard "$url" "$MNT"
+	cmp "$exp/big" "$MNT/big" || fail "big after remount"
+	cmp "$exp/w3" "$MNT/w3" || fail "w3 after remount"
+	expect_eq "bytes from the server after remount" 0 "$(stat_field "$MNT" bytes_from_server)"
+	umount_hoard "$MNT"
+	echo PASS
+}
