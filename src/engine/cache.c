@@ -290,28 +290,52 @@ static void fill_info(uint64_t id, const struct hobj *o, struct hoard_obj_info *
 	info->atime = o->atime;
 }
 
-static int find_obj(struct hoard_cache *c, uint32_t vol, const void *key, size_t key_len,
-		    uint64_t *idp, struct hobj *o)
+/* Object ids are hashes of (volume, key), so a lookup by key is one tree
+ * descent: the object is the record in [h, h + ID_WINDOW) whose volume and
+ * key match (a collision takes the next free id in the window).  Ids of
+ * removed objects may come back; their stale chunks never match, because
+ * every new object takes a generation never used before (C1). */
+#define ID_WINDOW 64u
+
+static uint64_t obj_hash(uint32_t vol, const void *key, size_t key_len)
 {
-	uint64_t h = hash64(key, key_len);
-	struct hbt_key k = mkkey(HK_KEY, vol, h, 0), f;
+	uint64_t h = hash64(key, key_len) ^ ((uint64_t)vol * 0x9E3779B97F4A7C15ULL);
+	h ^= h >> 31;
+	return (h & (UINT64_MAX >> 2)) | 1; /* never 0, never near the top */
+}
+
+/* Find the object; else -ENOENT with a free id for it in *freep. */
+static int find_obj(struct hoard_cache *c, uint32_t vol, const void *key, size_t key_len,
+		    uint64_t *idp, struct hobj *o, uint64_t *freep)
+{
+	uint64_t h = obj_hash(vol, key, key_len), expect = h;
+	struct hbt_key k = mkkey(HK_OBJ, 0, h, 0), f;
 	int after = 0;
+	if (freep)
+		*freep = 0;
 	for (;;) {
 		int r = tseek(c, &k, after, &f, NULL, 0);
-		if (r < 0)
+		if (r < 0 && r != -ENOENT)
 			return r;
-		if (f.type != HK_KEY || f.a != vol || f.b != h)
-			return -ENOENT;
-		r = obj_load(c, f.c, o);
-		if (r == 0 && o->key_len == key_len && memcmp(o->key, key, key_len) == 0) {
-			*idp = f.c;
+		if (r == -ENOENT || f.type != HK_OBJ || f.b >= h + ID_WINDOW)
+			break;
+		if (freep && !*freep && f.b != expect)
+			*freep = expect;
+		expect = f.b + 1;
+		r = obj_load(c, f.b, o);
+		if (r == 0 && o->vol == vol && o->key_len == key_len &&
+		    memcmp(o->key, key, key_len) == 0) {
+			*idp = f.b;
 			return 0;
 		}
-		if (r < 0 && r != -ENOENT)
+		if (r < 0 && r != -ENOENT && r != -EIO)
 			return r;
 		k = f;
 		after = 1;
 	}
+	if (freep && !*freep && expect < h + ID_WINDOW)
+		*freep = expect;
+	return -ENOENT;
 }
 
 static uint64_t now_s(void)
@@ -364,9 +388,9 @@ out:
 }
 
 static int lookup_locked(struct hoard_cache *c, uint32_t vol, const void *key, size_t key_len,
-			 uint64_t *idp, struct hobj *o)
+			 uint64_t *idp, struct hobj *o, uint64_t *freep)
 {
-	int r = find_obj(c, vol, key, key_len, idp, o);
+	int r = find_obj(c, vol, key, key_len, idp, o, freep);
 	if (r == 0 && !c->read_only && !hps_is_read_only(c->ps) &&
 	    now_s() > o->atime + ATIME_GRAIN) { /* eviction hint, coarse like relatime */
 		o->atime = now_s();
@@ -383,7 +407,7 @@ int hoard_obj_lookup(struct hoard_cache *c, uint32_t vol, const void *key, size_
 	if (!key_len || key_len > HOARD_KEY_MAX)
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
-	int r = lookup_locked(c, vol, key, key_len, &id, &o);
+	int r = lookup_locked(c, vol, key, key_len, &id, &o, NULL);
 	if (r == 0)
 		fill_info(id, &o, info);
 	if (r == 0)
@@ -403,8 +427,12 @@ static void queue_purge(struct hoard_cache *c, uint64_t id)
 /* Invalidate: one generation bump (C1).  Engine lock held. */
 static int invalidate_locked(struct hoard_cache *c, uint64_t id, struct hobj *o)
 {
-	o->gen++;
-	int r = obj_store(c, id, o);
+	struct hroot *root;
+	int r = root_dirty(c, &root);
+	if (r < 0)
+		return r;
+	o->gen = (uint32_t)root->next_objid++; /* never used before: C1 */
+	r = obj_store(c, id, o);
 	if (r == 0)
 		queue_purge(c, id);
 	return r;
@@ -419,25 +447,28 @@ int hoard_obj_acquire(struct hoard_cache *c, uint32_t vol, const void *key, size
 	if (!key_len || key_len > HOARD_KEY_MAX || coh_len > HOARD_COH_MAX)
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
-	int r = lookup_locked(c, vol, key, key_len, &id, &o);
+	uint64_t free_id;
+	int r = lookup_locked(c, vol, key, key_len, &id, &o, &free_id);
 	if (r == -ENOENT) {
 		struct hroot *root;
+		if (!free_id) { /* 64 colliding 62-bit hashes: not in this universe */
+			r = -ENOSPC;
+			goto out;
+		}
 		r = root_dirty(c, &root);
 		if (r < 0)
 			goto out;
-		id = root->next_objid++;
+		id = free_id;
 		root->nobjects++;
 		memset(&o, 0, sizeof(o));
 		o.vol = vol;
+		o.gen = (uint32_t)root->next_objid++; /* a generation never used (C1) */
 		o.key_len = (uint16_t)key_len;
 		o.coh_len = (uint16_t)coh_len;
 		o.atime = now_s();
 		memcpy(o.key, key, key_len);
 		memcpy(o.coh, coh, coh_len);
-		struct hbt_key k = mkkey(HK_KEY, vol, hash64(key, key_len), id);
-		r = tput(c, &k, NULL, 0);
-		if (r == 0)
-			r = obj_store(c, id, &o);
+		r = obj_store(c, id, &o);
 	} else if (r == 0 && (o.coh_len != coh_len || memcmp(o.coh, coh, coh_len))) {
 		o.coh_len = (uint16_t)coh_len;
 		memset(o.coh, 0, sizeof(o.coh));
@@ -548,12 +579,8 @@ int hoard_obj_remove(struct hoard_cache *c, uint64_t id)
 	int r = obj_load(c, id, &o);
 	if (r < 0)
 		goto out;
-	struct hbt_key k = mkkey(HK_KEY, o.vol, hash64(o.key, o.key_len), id);
+	struct hbt_key k = mkkey(HK_OBJ, 0, id, 0);
 	r = tdel(c, &k);
-	if (r == 0 || r == -ENOENT) {
-		k = mkkey(HK_OBJ, 0, id, 0);
-		r = tdel(c, &k);
-	}
 	if (r == 0) {
 		struct hroot *root;
 		r = root_dirty(c, &root);

@@ -80,7 +80,8 @@ struct hroot {
 	uint64_t bt_root;        /* B+tree root page */
 	uint32_t bt_height;      /* 1 = root is a leaf */
 	uint32_t pad0;
-	uint64_t next_objid;
+	uint64_t next_objid;     /* generation counter: every new object and
+				    every invalidation takes the next value */
 	uint32_t next_vol;
 	uint32_t pad1;
 	uint64_t nobjects, nvolumes;
@@ -134,8 +135,8 @@ _Static_assert(sizeof(struct hbt_key) == 24, "btree key");
 
 enum {
 	HK_VOL = 1,   /* (VOL, 0, namehash, vol)  -> volume name */
-	HK_KEY = 2,   /* (KEY, vol, keyhash, objid) -> empty (index by key) */
-	HK_OBJ = 3,   /* (OBJ, 0, objid, 0) -> struct hobj, packed: header,
+	/* 2 was an index by key: object ids are now hashes of (vol, key) */
+	HK_OBJ = 3,   /* (OBJ, 0, objid = hash(vol, key) + probe, 0) -> struct hobj, packed: header,
 			 key_len key bytes, coh_len coherency bytes */
 	HK_CHUNK = 4, /* (CHUNK, 0, objid, chunk) -> struct hchunk */
 	HK_META = 5,  /* (META, kind, objid, rid) -> record bytes, prefixed by

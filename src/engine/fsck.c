@@ -151,7 +151,7 @@ static int check_records(struct fsck *f, struct hbt *t, struct hbt_key **orph, s
 	size_t cap = 0;
 	struct hbt_key k = {0}, found;
 	int after = 0;
-	uint64_t keys_for_obj = 0, objs = 0;
+	uint64_t objs = 0;
 	if (f->o->check_data && posix_memalign((void **)&dbuf, HBLK, HBLK))
 		return -ENOMEM;
 	for (;;) {
@@ -173,12 +173,6 @@ static int check_records(struct fsck *f, struct hbt *t, struct hbt_key **orph, s
 			f->res->volumes++;
 			if (len == 0 || len > (int)HOARD_VOLNAME_MAX)
 				say(f, 1, "volume %llu: bad name length %d", (unsigned long long)found.c, len);
-			break;
-		case HK_KEY:
-			keys_for_obj++;
-			if (!obj_live(t, found.c, &gen))
-				say(f, 1, "key index entry for object %llu without its object record",
-				    (unsigned long long)found.c);
 			break;
 		case HK_OBJ: {
 			struct hobj o;
@@ -259,9 +253,6 @@ static int check_records(struct fsck *f, struct hbt *t, struct hbt_key **orph, s
 	if (f->res->orphans)
 		say(f, 0, "%llu records of removed objects not yet dropped (garbage, no harm)",
 		    (unsigned long long)f->res->orphans);
-	if (objs != keys_for_obj)
-		say(f, 1, "%llu object records but %llu key index entries", (unsigned long long)objs,
-		    (unsigned long long)keys_for_obj);
 	if (root->nobjects != objs)
 		say(f, f->o->repair ? 0 : 1, "root counts %llu objects, found %llu",
 		    (unsigned long long)root->nobjects, (unsigned long long)objs);

@@ -37,6 +37,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "crc32c.h"
 #include "page.h"
@@ -55,6 +56,9 @@ struct hpage_store {
 	size_t nhash;           /* power of two */
 	struct hpage lru;       /* sentinel: next = most recent */
 	struct hpage *freelist; /* frames without a page */
+	struct hpage *frames;   /* max_cached frames, */
+	uint8_t *slab;          /* and their pages: one mapping made at open,
+				   touched as used (no allocation per page) */
 	size_t ncached, max_cached;
 	struct hpage *dirty;
 	size_t ndirty, dirty_limit;
@@ -257,13 +261,8 @@ static struct hpage *get_frame(struct hpage_store *ps)
 		goto got;
 	}
 	if (ps->ncached < ps->max_cached) {
-		pg = calloc(1, sizeof(*pg));
-		if (!pg)
-			return NULL;
-		if (posix_memalign((void **)&pg->data, HBLK, HBLK)) {
-			free(pg);
-			return NULL;
-		}
+		pg = &ps->frames[ps->ncached];
+		pg->data = ps->slab + ps->ncached * (size_t)HBLK;
 		ps->ncached++;
 		goto got;
 	}
@@ -847,7 +846,12 @@ int hps_open(const struct hoard_dev_ops *ops, struct hoard_dev *dev,
 		;
 	ps->hash = calloc(ps->nhash, sizeof(*ps->hash));
 	ps->ios = calloc(max_pages, sizeof(*ps->ios));
-	if (!ps->hash || !ps->ios ||
+	ps->frames = calloc(max_pages, sizeof(*ps->frames));
+	ps->slab = mmap(NULL, max_pages * (size_t)HBLK, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ps->slab == MAP_FAILED)
+		ps->slab = NULL;
+	if (!ps->hash || !ps->ios || !ps->frames || !ps->slab ||
 	    posix_memalign((void **)&ps->jbuf, HBLK, (HJ_MAX_PAGES + 1) * (size_t)HBLK))
 		goto fail;
 	r = read_sb(ps, dev_size);
@@ -888,24 +892,9 @@ void hps_close(struct hpage_store *ps)
 {
 	if (!ps)
 		return;
-	if (ps->hash) {
-		for (size_t i = 0; i < ps->nhash; i++) {
-			struct hpage *p = ps->hash[i];
-			while (p) {
-				struct hpage *n = p->hnext;
-				free(p->data);
-				free(p);
-				p = n;
-			}
-		}
-	}
-	struct hpage *p = ps->freelist;
-	while (p) {
-		struct hpage *n = p->hnext;
-		free(p->data);
-		free(p);
-		p = n;
-	}
+	if (ps->slab)
+		munmap(ps->slab, ps->max_cached * (size_t)HBLK);
+	free(ps->frames);
 	free(ps->hash);
 	free(ps->ios);
 	free(ps->jbuf);
