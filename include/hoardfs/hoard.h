@@ -140,6 +140,16 @@ int hoard_obj_check(struct hoard_cache *c, uint64_t id, const void *coh,
 /* Drop all data and metadata records of the object (O(1)). */
 int hoard_obj_invalidate(struct hoard_cache *c, uint64_t id);
 
+/* Replace the stored coherency data WITHOUT dropping anything: for the
+ * caller's own changes (a write through to the server), after it has made
+ * the cached data match the server's new state.  Misuse serves stale data. */
+int hoard_obj_set_coherency(struct hoard_cache *c, uint64_t id, const void *coh,
+			    size_t coh_len);
+
+/* Drop the cached blocks overlapping [off, off+len) (every block that holds
+ * any byte of the range). */
+int hoard_obj_punch(struct hoard_cache *c, uint64_t id, uint64_t off, uint64_t len);
+
 /* Drop the data from byte @from onwards (a truncate on the server). */
 int hoard_obj_truncate(struct hoard_cache *c, uint64_t id, uint64_t from);
 

@@ -520,6 +520,68 @@ int hoard_obj_check(struct hoard_cache *c, uint64_t id, const void *coh, size_t 
 	return r;
 }
 
+int hoard_obj_set_coherency(struct hoard_cache *c, uint64_t id, const void *coh, size_t coh_len)
+{
+	struct hobj o;
+	if (coh_len > HOARD_COH_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	int r = obj_load(c, id, &o);
+	if (r == 0 && (o.coh_len != coh_len || memcmp(o.coh, coh, coh_len))) {
+		o.coh_len = (uint16_t)coh_len;
+		memset(o.coh, 0, sizeof(o.coh));
+		memcpy(o.coh, coh, coh_len);
+		r = obj_store(c, id, &o);
+		if (r == 0)
+			r = maybe_commit(c);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+int hoard_obj_punch(struct hoard_cache *c, uint64_t id, uint64_t off, uint64_t len)
+{
+	struct hobj o;
+	struct hchunk ch;
+	if (len == 0)
+		return 0;
+	if (off + len < off)
+		return -EINVAL;
+	uint64_t fb = off / HBLK, lb = (off + len - 1) / HBLK; /* blocks fb..lb */
+	pthread_mutex_lock(&c->lock);
+	int r = obj_load(c, id, &o);
+	for (uint64_t chunk = fb / HCHUNK_BLOCKS; r == 0 && chunk <= lb / HCHUNK_BLOCKS; chunk++) {
+		struct hbt_key k = mkkey(HK_CHUNK, 0, id, chunk), f;
+		/* skip to the next chunk that exists: a punch of a huge hole
+		 * costs what is cached in it, not its length */
+		r = tseek(c, &k, 0, &f, &ch, sizeof(ch));
+		if (r == -ENOENT || (r >= 0 && (f.type != HK_CHUNK || f.b != id || f.c > lb / HCHUNK_BLOCKS))) {
+			r = 0;
+			break;
+		}
+		if (r < 0)
+			break;
+		chunk = f.c;
+		k = f;
+		if (r != (int)sizeof(ch) || ch.obj_gen != o.gen) {
+			r = tdel(c, &k); /* stale or damaged: all of it goes */
+			continue;
+		}
+		int left = 0;
+		for (uint32_t i = 0; i < HCHUNK_BLOCKS; i++) {
+			uint64_t b = chunk * HCHUNK_BLOCKS + i;
+			if (b >= fb && b <= lb)
+				memset(&ch.b[i], 0, sizeof(ch.b[i]));
+			left += ch.b[i].len != 0;
+		}
+		r = left ? tput(c, &k, &ch, sizeof(ch)) : tdel(c, &k);
+		if (r == 0)
+			r = maybe_commit(c);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
 int hoard_obj_invalidate(struct hoard_cache *c, uint64_t id)
 {
 	struct hobj o;

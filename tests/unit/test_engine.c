@@ -163,6 +163,39 @@ static void test_truncate_remove_present(void **state)
 	free(r);
 }
 
+static void test_punch_and_set_coherency(void **state)
+{
+	struct hoard_cache *c = mkcache(32 * MiB, 0);
+	uint32_t vol;
+	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
+	uint64_t id = obj(c, vol, "k", "c1");
+	uint8_t *w = malloc(400 * 1024), *r = malloc(400 * 1024);
+	fill(w, 400 * 1024, 9);
+	assert_int_equal(hoard_pwrite(c, id, w, 400 * 1024, 0), 400 * 1024);
+	/* bytes 5000..9000 live in blocks 1 and 2: both go, 0 and 3.. stay */
+	assert_int_equal(hoard_obj_punch(c, id, 5000, 4001), 0);
+	struct hoard_range rg[4];
+	assert_int_equal(hoard_present(c, id, 0, 400 * 1024, rg, 4), 2);
+	assert_int_equal(rg[0].off, 0);
+	assert_int_equal(rg[0].len, 4096);
+	assert_int_equal(rg[1].off, 3 * 4096);
+	assert_int_equal(rg[1].len, 400 * 1024 - 3 * 4096);
+	/* a punch across a chunk boundary and to the end */
+	assert_int_equal(hoard_obj_punch(c, id, 120 * 1024, 1ULL << 40), 0);
+	assert_int_equal(hoard_present(c, id, 0, 400 * 1024, rg, 4), 2);
+	assert_int_equal(rg[1].len, 120 * 1024 - 3 * 4096);
+	/* new coherency without losing data (our own write), then a real change */
+	assert_int_equal(hoard_obj_set_coherency(c, id, "c2", 2), 0);
+	assert_int_equal(hoard_pread(c, id, r, 4096, 0), 4096);
+	assert_memory_equal(r, w, 4096);
+	assert_int_equal(hoard_obj_check(c, id, "c2", 2), 0);
+	assert_int_equal(hoard_obj_check(c, id, "c3", 2), 1);
+	assert_int_equal(hoard_pread(c, id, r, 4096, 0), 0);
+	assert_int_equal(hoard_close(c), 0);
+	free(w);
+	free(r);
+}
+
 static void test_short_last_block(void **state)
 {
 	struct hoard_cache *c = mkcache(32 * MiB, 0);
@@ -432,6 +465,7 @@ int main(void)
 		cmocka_unit_test(test_persistence_across_reopen),
 		cmocka_unit_test(test_coherency_change_drops_data),
 		cmocka_unit_test(test_truncate_remove_present),
+		cmocka_unit_test(test_punch_and_set_coherency),
 		cmocka_unit_test(test_short_last_block),
 		cmocka_unit_test(test_full_device_enospc),
 		cmocka_unit_test(test_ring_reclaim_never_wrong_bytes),
