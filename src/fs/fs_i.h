@@ -82,6 +82,8 @@ struct hfs_node {
 	bool dir_stored;           /* [L] listing stored for this coh */
 	uint32_t writers;          /* [L] handles that wrote and not flushed */
 	atomic_uint_fast64_t wseq; /* bumped around every write/truncate (I4) */
+	pthread_mutex_t wlock;     /* orders writes to the server and their
+				      copies into the cache (hfs_op_write) */
 };
 
 struct hfs_buf {

@@ -168,6 +168,7 @@ static void node_maybe_free(struct hfs *fs, struct hfs_node *n)
 		}
 		htab_del(&fs->by_ino, &n->h_ino);
 		htab_del(&fs->by_key, &n->h_key);
+		pthread_mutex_destroy(&n->wlock);
 		free(n);
 		if (!last)
 			return;
@@ -187,6 +188,7 @@ static struct hfs_node *node_new(struct hfs *fs, const struct hb_attr *a)
 	n->attr = *a;
 	n->attr_at = hfs_now();
 	atomic_init(&n->wseq, 0);
+	pthread_mutex_init(&n->wlock, NULL);
 	htab_add(&fs->by_ino, &n->h_ino, mix64(n->ino));
 	htab_add(&fs->by_key, &n->h_key, key_hash(n->fsid, n->fileid));
 	return n;

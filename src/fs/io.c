@@ -450,13 +450,77 @@ void hfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 /* ---- write ---- */
 
+struct store_wait {
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	bool done;
+	int64_t res;
+};
+
+static void store_done(void *arg, int64_t res)
+{
+	struct store_wait *w = arg;
+	pthread_mutex_lock(&w->m);
+	w->res = res;
+	w->done = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->m);
+}
+
+/* Keep what the server accepted: drop the cached blocks the write touched,
+ * then store the blocks it covers whole (and a short last block when it
+ * ends the file).  Runs under n->wlock, so the copies of two writes reach
+ * the cache in the order the server took them.  Without a pool buffer the
+ * range is only dropped: correct, a miss later. */
+static void store_write(struct hfs *fs, struct hfs_node *n, uint64_t obj,
+			const char *buf, uint64_t off, uint64_t len, uint64_t fsize)
+{
+	int e = hoard_obj_punch(fs->cache, obj, off, len);
+	if (e < 0) {
+		if (e != -ENOENT) {
+			add(&fs->st.cache_errors, 1);
+			hoard_obj_invalidate(fs->cache, obj);
+		}
+		return;
+	}
+	uint64_t a0 = RND_UP(off), end = off + len;
+	uint64_t a1 = end >= fsize ? end : RND_DOWN(end);
+	while (a0 < a1) {
+		uint64_t piece = a1 - a0 < HFS_BUF_SIZE ? a1 - a0 : HFS_BUF_SIZE;
+		struct hfs_buf *b = pool_get(fs, fs->pool_n / 4);
+		if (!b)
+			return;
+		memcpy(b->data, buf + (a0 - off), piece);
+		struct store_wait w = {.done = false};
+		pthread_mutex_init(&w.m, NULL);
+		pthread_cond_init(&w.cv, NULL);
+		int r = hoard_write(fs->cache, obj, a0, piece, b->data, store_done, &w);
+		if (r == 0) {
+			pthread_mutex_lock(&w.m);
+			while (!w.done)
+				pthread_cond_wait(&w.cv, &w.m);
+			pthread_mutex_unlock(&w.m);
+			r = w.res < 0 ? (int)w.res : 0;
+		}
+		pthread_mutex_destroy(&w.m);
+		pthread_cond_destroy(&w.cv);
+		pool_put(fs, b);
+		if (r < 0) {
+			if (r != -ENOENT && r != -ENOSPC)
+				add(&fs->st.cache_errors, 1);
+			return;
+		}
+		add(&fs->st.fill_bytes, piece);
+		a0 += piece;
+	}
+}
+
 void hfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		  size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct hfs *fs = fuse_req_userdata(req);
 	struct hfs_fh *fh = (struct hfs_fh *)(uintptr_t)fi->fh;
 	struct hfs_node *n = fh->node;
-	bool first = false;
 	atomic_fetch_add(&fh->refs, 1); /* as in read: past the reply */
 	pthread_mutex_lock(&fh->lock);
 	bool was = fh->wrote;
@@ -464,13 +528,15 @@ void hfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	pthread_mutex_unlock(&fh->lock);
 	if (!was) {
 		pthread_mutex_lock(&fs->lock);
-		first = n->writers++ == 0;
+		n->writers++;
 		pthread_mutex_unlock(&fs->lock);
 	}
+	pthread_mutex_lock(&n->wlock);
 	atomic_fetch_add(&n->wseq, 1); /* odd: a write is under way */
 	int64_t r = fs->b->ops->pwrite(fs->b, fh->bf, buf, size, (uint64_t)off);
 	atomic_fetch_add(&n->wseq, 1);
 	if (r < 0) {
+		pthread_mutex_unlock(&n->wlock);
 		hfs_count_err(fs, (int)r);
 		fuse_reply_err(req, (int)-r);
 		hfs_fh_put(fs, fh);
@@ -480,15 +546,14 @@ void hfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	uint64_t obj = n->obj;
 	if ((uint64_t)off + (uint64_t)r > n->attr.size)
 		n->attr.size = (uint64_t)off + (uint64_t)r;
+	uint64_t fsize = n->attr.size;
 	pthread_mutex_unlock(&fs->lock);
+	if (obj && r > 0)
+		store_write(fs, n, obj, buf, (uint64_t)off, (uint64_t)r, fsize);
+	pthread_mutex_unlock(&n->wlock);
 	fuse_reply_write(req, (size_t)r);
 	add(&fs->st.write_ops, 1);
 	add(&fs->st.write_bytes, (uint64_t)r);
-	if (first && obj) {
-		int e = hoard_obj_invalidate(fs->cache, obj);
-		if (e < 0 && e != -ENOENT)
-			add(&fs->st.cache_errors, 1);
-	}
 	hfs_fh_put(fs, fh);
 }
 

@@ -182,10 +182,12 @@ static int obj_acquire(struct hfs *fs, const struct hb_attr *a, uint64_t *obj)
 
 /* The server's copy of @n changed by our own hand (write, truncate,
  * chmod...): store the new coherency data so that the next open does not
- * take our change for a foreign one.
- * hoard.h has no "replace coherency, keep data" call: hoard_obj_check()
- * drops the object's data when the coherency differs, so until the engine
- * offers one, data we wrote is not kept in the cache (correct, slower). */
+ * take our change for a foreign one.  The cached data already matches
+ * the server (writes store what the server accepted, truncates drop what
+ * went), so it is kept: hoard_obj_set_coherency.  As with NFS without
+ * pre-operation attributes, a change made by another client while we had
+ * the file open for writing is not seen: close-to-open promises nothing
+ * for two clients writing one file at once. */
 void hfs_own_change(struct hfs *fs, struct hfs_node *n, const struct hb_attr *a)
 {
 	struct hfs_coh coh;
@@ -198,7 +200,7 @@ void hfs_own_change(struct hfs *fs, struct hfs_node *n, const struct hb_attr *a)
 	n->coh_valid = true;
 	pthread_mutex_unlock(&fs->lock);
 	if (obj) {
-		int r = hoard_obj_check(fs->cache, obj, &coh, sizeof(coh));
+		int r = hoard_obj_set_coherency(fs->cache, obj, &coh, sizeof(coh));
 		if (r < 0 && r != -ENOENT)
 			cache_err(fs, r);
 	}
