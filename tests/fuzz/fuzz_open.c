@@ -183,12 +183,19 @@ struct walk {
 	int n;
 };
 
+static void add_id(struct walk *w, uint64_t id)
+{
+	for (int i = 0; i < w->n; i++)
+		if (w->ids[i] == id)
+			return;
+	if (w->n < 32)
+		w->ids[w->n++] = id;
+}
+
 static int on_obj(const struct hoard_obj_info *info, void *arg)
 {
-	struct walk *w = arg;
-	if (w->n < 32)
-		w->ids[w->n++] = info->id;
-	return w->n >= 200; /* never: keep going */
+	add_id(arg, info->id);
+	return 0;
 }
 
 static int on_meta(uint64_t rid, const void *val, size_t len, void *arg)
@@ -202,7 +209,7 @@ static int on_meta(uint64_t rid, const void *val, size_t len, void *arg)
 
 static void walk(struct hoard_cache *c, int write)
 {
-	static uint8_t buf[16 * HOARD_BLOCK_SIZE];
+	static uint8_t buf[4 * HOARD_BLOCK_SIZE];
 	struct hoard_stats st;
 	struct walk w = { c, { 0 }, 0 };
 	uint32_t vols[NVOL + 1] = { 0 };
@@ -215,8 +222,8 @@ static void walk(struct hoard_cache *c, int write)
 				char key[8];
 				struct hoard_obj_info info;
 				snprintf(key, sizeof(key), "k%d", o);
-				if (hoard_obj_lookup(c, vols[v], key, 2, &info) == 0 && w.n < 32)
-					w.ids[w.n++] = info.id;
+				if (hoard_obj_lookup(c, vols[v], key, 2, &info) == 0)
+					add_id(&w, info.id);
 			}
 	}
 	hoard_obj_iterate(c, 0, on_obj, &w);
@@ -326,7 +333,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	struct hoard_open_opts oo = {
 		.dev_ops = &memdev_ops, .dev_arg = &md, .read_only = (mode >> 1) & 1,
-		.mem_budget = 8 << 20, .commit_ms = 600000,
+		.mem_budget = 4 << 20, .commit_ms = 600000,
 	};
 	struct hoard_cache *c;
 	if (hoard_open("memdev", &oo, &c) == 0) {
