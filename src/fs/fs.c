@@ -11,6 +11,7 @@
  * outside with the same effect.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,38 @@ static void opt_escape(char *dst, size_t len, const char *src)
 	dst[j] = '\0';
 }
 
+/* The kernel reads ahead on a FUSE mount by at most its bdi's
+ * read_ahead_kb (128 KiB by default): INIT can only lower it.  Raise it to
+ * HFS_READAHEAD before INIT, found through /proc/self/mountinfo (a stat of
+ * the mount point would wait for the INIT we have not answered yet).
+ * Best effort: without it, sequential reads come in 128 KiB requests. */
+static void raise_readahead(const char *mountpoint)
+{
+	char real[PATH_MAX], line[4096], dev[32] = "";
+	if (!realpath(mountpoint, real))
+		return;
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char mdev[32], mpt[PATH_MAX];
+		if (sscanf(line, "%*s %*s %31s %*s %4095s", mdev, mpt) != 2)
+			continue;
+		if (!strcmp(mpt, real) && strstr(line, "fuse.hoardfs"))
+			snprintf(dev, sizeof(dev), "%s", mdev); /* the last one wins */
+	}
+	fclose(f);
+	if (!dev[0])
+		return;
+	char path[96];
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	f = fopen(path, "w");
+	if (f) {
+		fprintf(f, "%u\n", HFS_READAHEAD / 1024);
+		fclose(f);
+	}
+}
+
 int hfs_mount(struct hfs *fs, const char *mountpoint)
 {
 	char opts[1024], name[600];
@@ -88,6 +121,7 @@ int hfs_mount(struct hfs *fs, const char *mountpoint)
 	if (fuse_session_mount(fs->se, mountpoint))
 		return -EIO;
 	fs->mounted = true;
+	raise_readahead(mountpoint);
 	return 0;
 }
 

@@ -33,6 +33,7 @@ struct hfs_opts {
 
 /* One buffer: the largest request (1 MiB) rounded out to whole blocks. */
 #define HFS_MAX_IO (1u << 20)
+#define HFS_READAHEAD (4u << 20) /* kernel readahead window (the bdi's) */
 #define HFS_BUF_SIZE (HFS_MAX_IO + 2 * HOARD_BLOCK_SIZE)
 
 /* Counters: relaxed atomics, read by the control socket. */

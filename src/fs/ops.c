@@ -1125,7 +1125,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* 1 MiB requests: libfuse derives max_pages from max_write, the
 	 * kernel caps it at /proc/sys/fs/fuse/max_pages_limit. */
 	conn->max_write = HFS_MAX_IO;
-	conn->max_readahead = HFS_MAX_IO;
+	conn->max_readahead = HFS_READAHEAD;
 	if (conn->capable & FUSE_CAP_READDIRPLUS) {
 		conn->want |= FUSE_CAP_READDIRPLUS;
 		conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
