@@ -16,21 +16,25 @@
  *         server into the thread's own buffer; the reader gets its reply
  *         first, then the whole blocks (and a short last block at EOF) are
  *         copied into a pool buffer and written to the cache with
- *         hoard_write() without waiting.  Pool empty -> not cached
- *         (stats.fill_skipped); never blocks, never allocates.
+ *         hoard_write() without waiting.  Pool empty -> waits up to
+ *         HFS_FILL_WAIT_MS for a buffer (the reader already has its
+ *         reply), then not cached (stats.fill_skipped); never allocates.
  *   ra    a sequential reader (per handle) keeps up to ra_window bytes
  *         ahead fetched into the cache by the workers, 1 MiB at a time,
  *         skipping what is present.
- * Write: through to the server synchronously (backend pwrite).  The first
- * write of a handle marks the node as being written (writers > 0: no hits,
- * no fills) and invalidates its cached data; flush/release settle the new
- * coherency data (ops.c: fh_settle).  Fills racing with a write are undone
+ * Write: through to the server synchronously (backend pwrite), then the
+ * bytes the server accepted go to the cache (store_write: the touched
+ * blocks dropped, the whole ones stored, in write order under the node's
+ * wlock).  The first write of a handle marks the node as being written
+ * (writers > 0: no hits, no fills); flush/release settle the new coherency
+ * data without dropping the cache (ops.c: fh_settle, hfs_own_change).  Fills racing with a write are undone
  * by the wseq check in fill_done (I4).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "fs/fs_i.h"
 
 #define BLK ((uint64_t)HOARD_BLOCK_SIZE)
@@ -99,6 +103,36 @@ static struct hfs_buf *pool_get(struct hfs *fs, uint32_t keep)
 		b = fs->pool_free;
 		fs->pool_free = b->next;
 		fs->pool_inflight++;
+	}
+	pthread_mutex_unlock(&fs->pool_lock);
+	return b;
+}
+
+/* For a fill after the reader has its reply: wait a little for a buffer
+ * (cache writes in flight free them), so that a burst of small misses
+ * slows down to the cache's write speed instead of going uncached.
+ * Bounded: after HFS_FILL_WAIT_MS the fill is skipped. */
+#define HFS_FILL_WAIT_MS 200
+static struct hfs_buf *pool_get_wait(struct hfs *fs)
+{
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_nsec += HFS_FILL_WAIT_MS * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	struct hfs_buf *b = NULL;
+	pthread_mutex_lock(&fs->pool_lock);
+	for (;;) {
+		if (fs->pool_free) {
+			b = fs->pool_free;
+			fs->pool_free = b->next;
+			fs->pool_inflight++;
+			break;
+		}
+		if (pthread_cond_timedwait(&fs->wq_idle, &fs->pool_lock, &dl) == ETIMEDOUT)
+			break;
 	}
 	pthread_mutex_unlock(&fs->pool_lock);
 	return b;
@@ -215,7 +249,7 @@ static void do_miss(struct hfs *fs, fuse_req_t req, struct hfs_fh *fh,
 	record_lat(fs, t0);
 	if (!fillable || n == 0)
 		return;
-	struct hfs_buf *b = pool_get(fs, 0);
+	struct hfs_buf *b = pool_get_wait(fs);
 	if (!b) {
 		add(&fs->st.fill_skipped, 1);
 		return;
