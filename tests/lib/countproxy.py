@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""countproxy.py - a counting (and optionally slow) TCP proxy for NFS tests.
+
+Usage:
+  countproxy.py [--delay-ms N] [--also LISTEN=TARGET ...] LISTEN TARGET STATSFILE
+    LISTEN, TARGET  ADDR:PORT
+    --delay-ms N    hold every chunk N ms in each direction (a slow link;
+                    chunks stay pipelined, so it adds latency, not a cap)
+    --also L=T      forward L to T as well, same counters (for NFSv3: the
+                    MOUNT port; libnfs then needs ?mountport=)
+
+Forwards bytes both ways and keeps STATSFILE (JSON, replaced atomically
+after every chunk and on SIGUSR1) up to date:
+  connections       accepted so far
+  bytes_to_server, bytes_to_client
+  rpc_calls         ONC RPC calls seen client->server, any program
+  nfs_calls         {"3:READ": n, "4:COMPOUND": n, "3:GETATTR": n, ...}
+  nfs4_ops          operations inside NFSv4 COMPOUNDs {"PUTFH": n, "READ": n}
+  reads             NFSv3 READ calls + NFSv4 READ ops
+  writes            NFSv3 WRITE calls + NFSv4 WRITE ops
+  mount_calls       MOUNT protocol calls (program 100005)
+
+Parsing is of the client->server stream only: RPC record marking, the
+call header (xid, program, version, procedure) and for NFSv4 the COMPOUND's
+operations.  Operations are walked while their arguments have a known
+length (PUTFH, PUTROOTFH, GETATTR, GETFH, LOOKUP, LOOKUPP, ACCESS, READ,
+WRITE, READDIR, READLINK, REMOVE, CLOSE, COMMIT, SAVEFH, RESTOREFH, RENEW);
+after any other (OPEN, SETATTR, CREATE, RENAME, ...) it is counted and the
+rest of that compound is skipped -- best effort: a READ after an OPEN in
+one compound would be missed (libnfs never sends one).
+
+Example (NFSv4; the test then checks reads == 0 after a warm read):
+  countproxy.py 127.0.0.31:2049 127.0.0.30:2049 stats.json &
+  hoardfs ls 'nfs://127.0.0.31/export?version=4' --cat /file
+"""
+import argparse
+import asyncio
+import json
+import os
+import signal
+import struct
+import sys
+
+NFS_PROG, MOUNT_PROG = 100003, 100005
+
+NFS3_PROCS = ["NULL", "GETATTR", "SETATTR", "LOOKUP", "ACCESS", "READLINK",
+              "READ", "WRITE", "CREATE", "MKDIR", "SYMLINK", "MKNOD", "REMOVE",
+              "RMDIR", "RENAME", "LINK", "READDIR", "READDIRPLUS", "FSSTAT",
+              "FSINFO", "PATHCONF", "COMMIT"]
+NFS4_OPS = {3: "ACCESS", 4: "CLOSE", 5: "COMMIT", 6: "CREATE", 7: "DELEGPURGE",
+            8: "DELEGRETURN", 9: "GETATTR", 10: "GETFH", 11: "LINK", 12: "LOCK",
+            13: "LOCKT", 14: "LOCKU", 15: "LOOKUP", 16: "LOOKUPP", 17: "NVERIFY",
+            18: "OPEN", 19: "OPENATTR", 20: "OPEN_CONFIRM", 21: "OPEN_DOWNGRADE",
+            22: "PUTFH", 23: "PUTPUBFH", 24: "PUTROOTFH", 25: "READ",
+            26: "READDIR", 27: "READLINK", 28: "REMOVE", 29: "RENAME",
+            30: "RENEW", 31: "RESTOREFH", 32: "SAVEFH", 33: "SECINFO",
+            34: "SETATTR", 35: "SETCLIENTID", 36: "SETCLIENTID_CONFIRM",
+            37: "VERIFY", 38: "WRITE", 39: "RELEASE_LOCKOWNER"}
+
+
+class Stats:
+    def __init__(self, path):
+        self.path = path
+        self.d = {"connections": 0, "bytes_to_server": 0, "bytes_to_client": 0,
+                  "rpc_calls": 0, "nfs_calls": {}, "nfs4_ops": {}, "reads": 0,
+                  "writes": 0, "mount_calls": 0}
+        self.dirty = True
+
+    def bump(self, key, sub=None, n=1):
+        if sub is None:
+            self.d[key] += n
+        else:
+            self.d[key][sub] = self.d[key].get(sub, 0) + n
+        self.dirty = True
+
+    def write(self, force=False):
+        if not (self.dirty or force):
+            return
+        tmp = "%s.tmp.%d" % (self.path, os.getpid())
+        with open(tmp, "w") as f:
+            json.dump(self.d, f, indent=1, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, self.path)
+        self.dirty = False
+
+
+def _opaque_len(b, o):
+    n = struct.unpack_from(">I", b, o)[0]
+    return 4 + ((n + 3) & ~3)
+
+
+def _bitmap_len(b, o):
+    n = struct.unpack_from(">I", b, o)[0]
+    return 4 + 4 * n
+
+
+def _skip_op(op, b, o):
+    """Offset after op's arguments, or None when not known."""
+    if op in (10, 16, 24, 27, 31, 32):          # no arguments
+        return o
+    if op in (22, 15, 28):                      # PUTFH fh, LOOKUP/REMOVE name
+        return o + _opaque_len(b, o)
+    if op == 9:                                 # GETATTR bitmap
+        return o + _bitmap_len(b, o)
+    if op == 3:                                 # ACCESS
+        return o + 4
+    if op == 25:                                # READ stateid offset count
+        return o + 16 + 8 + 4
+    if op == 38:                                # WRITE stateid off stable data
+        return o + 16 + 8 + 4 + _opaque_len(b, o + 28)
+    if op == 26:                                # READDIR
+        return o + 8 + 8 + 4 + 4 + _bitmap_len(b, o + 24)
+    if op == 4:                                 # CLOSE seqid stateid
+        return o + 4 + 16
+    if op == 5:                                 # COMMIT offset count
+        return o + 12
+    if op == 30:                                # RENEW clientid
+        return o + 8
+    return None
+
+
+def parse_call(rec, st):
+    """Count one RPC record from the client."""
+    try:
+        xid, mtype = struct.unpack_from(">II", rec, 0)
+        if mtype != 0:
+            return
+        _rpcvers, prog, vers, proc = struct.unpack_from(">IIII", rec, 8)
+        st.bump("rpc_calls")
+        if prog == MOUNT_PROG:
+            st.bump("mount_calls")
+            return
+        if prog != NFS_PROG:
+            return
+        o = 24
+        o += 4 + _opaque_len(rec, o + 4)        # credential
+        o += 4 + _opaque_len(rec, o + 4)        # verifier
+        if vers == 3:
+            name = NFS3_PROCS[proc] if proc < len(NFS3_PROCS) else str(proc)
+            st.bump("nfs_calls", "3:" + name)
+            if proc == 6:
+                st.bump("reads")
+            elif proc == 7:
+                st.bump("writes")
+            return
+        if vers != 4:
+            st.bump("nfs_calls", "%d:%d" % (vers, proc))
+            return
+        st.bump("nfs_calls", "4:" + ("COMPOUND" if proc == 1 else "NULL" if proc == 0 else str(proc)))
+        if proc != 1:
+            return
+        o += _opaque_len(rec, o)                # tag
+        o += 4                                  # minorversion
+        nops = struct.unpack_from(">I", rec, o)[0]
+        o += 4
+        for _ in range(nops):
+            op = struct.unpack_from(">I", rec, o)[0]
+            o += 4
+            st.bump("nfs4_ops", NFS4_OPS.get(op, str(op)))
+            if op == 25:
+                st.bump("reads")
+            elif op == 38:
+                st.bump("writes")
+            o = _skip_op(op, rec, o)
+            if o is None:
+                break
+    except (struct.error, IndexError):
+        pass  # a record we do not understand: bytes are still counted
+
+
+class CallParser:
+    """Reassembles RPC records (RFC 5531 record marking) from a stream."""
+
+    def __init__(self, st):
+        self.st = st
+        self.buf = bytearray()
+        self.frags = bytearray()
+
+    def feed(self, data):
+        self.buf += data
+        while len(self.buf) >= 4:
+            hdr = struct.unpack_from(">I", self.buf, 0)[0]
+            n = hdr & 0x7FFFFFFF
+            if len(self.buf) < 4 + n:
+                return
+            # Keep only what the parser needs of big fragments (WRITE data).
+            self.frags += self.buf[4:4 + min(n, 65536)]
+            del self.buf[:4 + n]
+            if hdr & 0x80000000:
+                parse_call(bytes(self.frags), self.st)
+                self.frags = bytearray()
+
+
+async def pump(reader, writer, st, key, delay, parser):
+    q = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+
+    async def sender():
+        while True:
+            due, data = await q.get()
+            if data is None:
+                break
+            wait = due - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            writer.write(data)
+            await writer.drain()
+        try:
+            writer.write_eof()
+        except (OSError, RuntimeError):
+            pass
+
+    task = asyncio.create_task(sender())
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            st.bump(key, n=len(data))
+            if parser:
+                parser.feed(data)
+            st.write()
+            await q.put((loop.time() + delay, data))
+    except (ConnectionError, OSError):
+        pass
+    await q.put((0, None))
+    try:
+        await task
+    except (ConnectionError, OSError):
+        pass
+
+
+async def handle(creader, cwriter, target, st, delay):
+    st.bump("connections")
+    st.write()
+    try:
+        sreader, swriter = await asyncio.open_connection(*target)
+    except OSError:
+        cwriter.close()
+        return
+    await asyncio.gather(
+        pump(creader, swriter, st, "bytes_to_server", delay, CallParser(st)),
+        pump(sreader, cwriter, st, "bytes_to_client", delay, None))
+    for w in (swriter, cwriter):
+        w.close()
+    st.write()
+
+
+def addr(s):
+    host, _, port = s.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError("expected ADDR:PORT, got %r" % s)
+    return host, int(port)
+
+
+async def main():
+    ap = argparse.ArgumentParser(description="counting TCP proxy for NFS tests")
+    ap.add_argument("listen", type=addr)
+    ap.add_argument("target", type=addr)
+    ap.add_argument("statsfile")
+    ap.add_argument("--delay-ms", type=float, default=0.0)
+    ap.add_argument("--also", action="append", default=[], metavar="LISTEN=TARGET")
+    a = ap.parse_args()
+    pairs = [(a.listen, a.target)]
+    for spec in a.also:
+        l, _, t = spec.partition("=")
+        pairs.append((addr(l), addr(t)))
+    st = Stats(a.statsfile)
+    st.write(force=True)
+    delay = a.delay_ms / 1000.0
+    servers = []
+    for (lh, lp), target in pairs:
+        servers.append(await asyncio.start_server(
+            lambda r, w, t=target: handle(r, w, t, st, delay), lh, lp,
+            reuse_address=True))
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    loop.add_signal_handler(signal.SIGUSR1, lambda: st.write(force=True))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    await stop
+    for s in servers:
+        s.close()
+    st.write(force=True)
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except OSError as e:
+        print("countproxy: %s" % e, file=sys.stderr)
+        sys.exit(1)
