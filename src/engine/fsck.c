@@ -200,7 +200,6 @@ static int check_records(struct fsck *f, struct hbt *t, struct hbt_key **orph, s
 				const struct hblkptr *p = &ch->b[i];
 				if (!p->len)
 					continue;
-				f->res->blocks++;
 				if (p->len > HBLK || p->blk < sb->data_start ||
 				    p->blk >= sb->data_start + sb->nbuckets * sb->bucket_blocks) {
 					say(f, 1, "object %llu block %llu: pointer outside the data area",
@@ -208,18 +207,19 @@ static int check_records(struct fsck *f, struct hbt *t, struct hbt_key **orph, s
 					    (unsigned long long)(found.c * HCHUNK_BLOCKS + i));
 					continue;
 				}
-				if (dbuf) {
-					struct hpage *gp;
-					uint64_t bucket = (p->blk - sb->data_start) / sb->bucket_blocks;
-					if (hps_get(f->ps, root->gens_start + bucket / HGENS_PER_PAGE, &gp) < 0)
-						continue;
-					uint16_t g = ((uint16_t *)hps_body(gp))[bucket % HGENS_PER_PAGE];
-					hps_put(f->ps, gp);
-					if (g == p->gen && check_data_block(f, p, dbuf))
-						say(f, 1, "object %llu block %llu: data fails its checksum (it is a miss, never served)",
-						    (unsigned long long)found.b,
-						    (unsigned long long)(found.c * HCHUNK_BLOCKS + i));
-				}
+				struct hpage *gp;
+				uint64_t bucket = (p->blk - sb->data_start) / sb->bucket_blocks;
+				if (hps_get(f->ps, root->gens_start + bucket / HGENS_PER_PAGE, &gp) < 0)
+					continue; /* reported by the page walk */
+				uint16_t g = ((uint16_t *)hps_body(gp))[bucket % HGENS_PER_PAGE];
+				hps_put(f->ps, gp);
+				if (g != p->gen)
+					continue; /* its bucket was reclaimed: evicted */
+				f->res->blocks++;
+				if (dbuf && check_data_block(f, p, dbuf))
+					say(f, 1, "object %llu block %llu: data fails its checksum (it is a miss, never served)",
+					    (unsigned long long)found.b,
+					    (unsigned long long)(found.c * HCHUNK_BLOCKS + i));
 			}
 			break;
 		}
