@@ -1,8 +1,10 @@
 /*
  * Description: crash consistency of the cache engine.  A seeded random
- * workload (objects created, written, overwritten, truncated, invalidated,
- * removed; metadata records put and deleted; hoard_sync at random points)
- * runs on a recording memdev while a model keeps the history of every
+ * workload (objects created, written, overwritten, truncated, punched,
+ * invalidated, removed and re-created; coherency data changed with and
+ * without invalidation; metadata records put and deleted; hoard_sync at
+ * random points) runs on a recording memdev while a model keeps the
+ * history of every object's existence and coherency data and of every
  * (object, block) and (object, record) cell.  Then, for many crash points
  * (prefixes, random subsets and orders of the writes of the open flush
  * epoch, torn writes, garbage sectors), the crash image is opened (read-
@@ -346,16 +348,25 @@ static int do_op(struct run *r, uint64_t *rs)
 				FAILF(r, "op %u: acquire of a new object returned %d", m->op, rc);
 				return -1;
 			}
-			for (uint32_t i = 0; i < m->nobj; i++)
+			/* ids may be reused (they are hashes of (volume, key)):
+			 * a removed object's cells continue, all absent */
+			for (uint32_t i = 0; i < m->nobj && !o; i++)
 				if (m->objs[i].id == info.id) {
-					FAILF(r, "op %u: new object got id %" PRIu64 ", already used", m->op, info.id);
-					return -1;
+					o = &m->objs[i];
+					if (hist_cur(&o->exists) || o->vol != vol || o->key != ks) {
+						FAILF(r, "op %u: new object (vol %u key %u) got id %" PRIu64
+						      ", used by live=%u vol %u key %u", m->op, vol, ks, info.id,
+						      hist_cur(&o->exists), o->vol, o->key);
+						return -1;
+					}
 				}
-			o = &m->objs[m->nobj++];
-			memset(o, 0, sizeof(*o));
-			o->id = info.id;
-			o->vol = vol;
-			o->key = ks;
+			if (!o) {
+				o = &m->objs[m->nobj++];
+				memset(o, 0, sizeof(*o));
+				o->id = info.id;
+				o->vol = vol;
+				o->key = ks;
+			}
 			hist_push(&o->exists, m->op, 1);
 			hist_push(&o->coh, m->op, cohver);
 			return 0;
@@ -370,6 +381,34 @@ static int do_op(struct run *r, uint64_t *rs)
 			hist_push(&o->coh, m->op, cohver);
 			drop_all(m, o, 1);
 		}
+		return 0;
+	}
+	if (x >= 50 && x < 53) { /* punch a byte range: every block it touches goes */
+		uint64_t off = memdev_rand(rs) % ((uint64_t)MAXB * HOARD_BLOCK_SIZE);
+		uint64_t len = 1 + memdev_rand(rs) % (6 * HOARD_BLOCK_SIZE);
+		op_begin(r);
+		rc = hoard_obj_punch(r->c, o->id, off, len);
+		if (rc) {
+			FAILF(r, "op %u: hoard_obj_punch(%" PRIu64 ", %" PRIu64 ", %" PRIu64 ") = %d", m->op, o->id,
+			      off, len, rc);
+			return -1;
+		}
+		for (uint64_t b = off / HOARD_BLOCK_SIZE; b < MAXB && b * HOARD_BLOCK_SIZE < off + len; b++)
+			if (hist_cur(&o->blk[b]))
+				hist_push(&o->blk[b], m->op, 0);
+		return 0;
+	}
+	if (x >= 53 && x < 55) { /* new coherency data, data kept */
+		uint32_t cohver = (uint32_t)(++m->ver);
+		uint8_t coh[COH_LEN];
+		coh_content(coh, cohver);
+		op_begin(r);
+		rc = hoard_obj_set_coherency(r->c, o->id, coh, COH_LEN);
+		if (rc) {
+			FAILF(r, "op %u: hoard_obj_set_coherency(%" PRIu64 ") = %d", m->op, o->id, rc);
+			return -1;
+		}
+		hist_push(&o->coh, m->op, cohver);
 		return 0;
 	}
 	if (x < 55) { /* write */
