@@ -1079,7 +1079,7 @@ int hb_nfs_open(const char *source, const struct hb_opts *opts, struct hb **bp,
 		n->conn[i].idx = i;
 		n->nconn = i + 1; /* what nfs_hb_close must undo */
 		r = conn_open(&n->conn[i], &s, i, timeout_ms, err, err_len);
-		if (r == -EIO && s.version == 3) {
+		if ((r == -EIO || r == -ECONNREFUSED) && s.version == 3) {
 			/* The portmapper answered (it often listens on every
 			 * address) but MOUNT or NFS failed: say which. */
 			int pr = probe_tcp(s.host, s.port ? s.port : 2049, timeout_ms,
