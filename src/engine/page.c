@@ -9,7 +9,8 @@
  *
  * Invariants (relied on where noted):
  *  I1  The home copy of a page plus the journal records from
- *      sb.journal_seq onwards describe the committed state.  A record is
+ *      sb.journal_seq onwards (or from a later generation's first record,
+ *      see replay_start) describe the committed state.  A record is
  *      trusted only if its header checksum, magic and sequence number
  *      (consecutive from sb.journal_seq) are right and every page image
  *      in it matches its checksum; a transaction is applied only when its
@@ -745,9 +746,31 @@ static int replay_page(struct hpage_store *ps, uint64_t pgno, const uint8_t *img
 	return 0;
 }
 
+/* The sequence number recovery starts from.  Normally sb.journal_seq; but
+ * if the newer superblock copy was lost, the older one names the journal
+ * generation before the last checkpoint, while the journal already holds
+ * the next generation, which starts at block 0 with a higher sequence.
+ * Records are written only after the checkpoint that began their
+ * generation is durable (I2), so a valid record at block 0 with a higher
+ * sequence is always safe to start from. */
+static uint64_t replay_start(struct hpage_store *ps)
+{
+	const struct hjournal_hdr *h = (const struct hjournal_hdr *)ps->jbuf;
+	uint32_t n, flags;
+	uint64_t seq = ps->sb.journal_seq;
+	if (hps_io(ps, HOARD_IO_READ, ps->jbuf, HBLK, ps->sb.journal_start * HBLK) < 0)
+		return seq;
+	if (h->magic != HJ_MAGIC || h->seq <= seq ||
+	    h->csum != hoard_crc32c(0, (const uint8_t *)h + 4, HBLK - 4))
+		return seq;
+	uint64_t cand = h->seq;
+	return read_record(ps, 0, cand, &n, &flags) == 0 ? cand : seq;
+}
+
 static int replay(struct hpage_store *ps)
 {
-	uint64_t pos = 0, seq = ps->sb.journal_seq, end_pos = 0, end_seq = seq;
+	uint64_t start = replay_start(ps);
+	uint64_t pos = 0, seq = start, end_pos = 0, end_seq = seq;
 	uint32_t n, flags;
 	int r;
 	/* pass 1: find the end of the last complete transaction */
@@ -763,7 +786,7 @@ static int replay(struct hpage_store *ps)
 		return r;
 	/* pass 2: apply it */
 	pos = 0;
-	seq = ps->sb.journal_seq;
+	seq = start;
 	while (pos < end_pos) {
 		r = read_record(ps, pos, seq, &n, &flags);
 		if (r < 0)
