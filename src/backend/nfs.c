@@ -621,6 +621,19 @@ static int nfs_hb_setattr(struct hb *b, const struct hb_cred *cr,
 	const uint32_t times = HB_SET_ATIME | HB_SET_MTIME | HB_SET_ATIME_NOW |
 			       HB_SET_MTIME_NOW;
 
+/* Each call retried once on a fresh connection when libnfs's NFSv4 state
+ * went bad (BAD_SEQID, BAD_STATEID: see state_lost), like NFS_CALL. */
+#define SETATTR_CALL(call)                                                     \
+	({                                                                     \
+		int r_;                                                        \
+		for (int t_ = 0;; t_++) {                                      \
+			conn_cred(c, cr);                                      \
+			r_ = nfs_err(c->ctx, (call));                          \
+			if (!conn_retry(to_nfs(b), c, r_, t_))                 \
+				break;                                         \
+		}                                                              \
+		r_;                                                            \
+	})
 	conn_cred(c, cr);
 	/* Partial chown and partial utimes need the current values. */
 	if (((sa->valid & (HB_SET_UID | HB_SET_GID)) &&
@@ -634,17 +647,17 @@ static int nfs_hb_setattr(struct hb *b, const struct hb_cred *cr,
 	if (sa->valid & (HB_SET_UID | HB_SET_GID)) {
 		int uid = (int)(sa->valid & HB_SET_UID ? sa->uid : cur.uid);
 		int gid = (int)(sa->valid & HB_SET_GID ? sa->gid : cur.gid);
-		r = nfs_err(c->ctx, nfs_lchown(c->ctx, path, uid, gid));
+		r = SETATTR_CALL(nfs_lchown(c->ctx, path, uid, gid));
 		if (r)
 			goto out;
 	}
 	if (sa->valid & HB_SET_MODE) {
-		r = nfs_err(c->ctx, nfs_lchmod(c->ctx, path, (int)(sa->mode & 07777)));
+		r = SETATTR_CALL(nfs_lchmod(c->ctx, path, (int)(sa->mode & 07777)));
 		if (r)
 			goto out;
 	}
 	if (sa->valid & HB_SET_SIZE) {
-		r = nfs_err(c->ctx, nfs_truncate(c->ctx, path, sa->size));
+		r = SETATTR_CALL(nfs_truncate(c->ctx, path, sa->size));
 		if (r)
 			goto out;
 	}
@@ -663,7 +676,7 @@ static int nfs_hb_setattr(struct hb *b, const struct hb_cred *cr,
 			tv_from_ts(&tv[1], &sa->mtime);
 		else
 			tv_from_ts(&tv[1], &cur.mtime);
-		r = nfs_err(c->ctx, nfs_lutimes(c->ctx, path, tv));
+		r = SETATTR_CALL(nfs_lutimes(c->ctx, path, tv));
 		if (r)
 			goto out;
 	}
@@ -672,6 +685,7 @@ static int nfs_hb_setattr(struct hb *b, const struct hb_cred *cr,
 out:
 	conn_put(c);
 	return r;
+#undef SETATTR_CALL
 }
 
 /* One locked call on any connection with the caller's credentials. */
