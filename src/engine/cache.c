@@ -12,7 +12,9 @@
  * is queued to the index worker, which records the block pointers under
  * the lock.  A read takes the lock to turn (object, offset) into device
  * blocks, then reads with no lock held and verifies every block's crc32c
- * on the completion thread.  Completion callbacks never take the engine
+ * on the completion thread (large reads: on a verifier thread, one per
+ * CPU, so that checking is not capped at one core).  Completion callbacks
+ * never take the engine
  * lock: a thread holding it may be waiting for a metadata read that only
  * the completion thread can finish.
  *
@@ -37,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "btree.h"
 #include "crc32c.h"
@@ -49,6 +52,8 @@
 #define ATIME_GRAIN 3600u
 #define META_KINDS 16u
 #define PURGE_Q 1024u
+#define HVERIFY_MAX 4         /* verifier threads (at most one per CPU) */
+#define HVERIFY_INLINE 16u    /* reads of up to 64 KiB are verified inline */
 
 struct hreq {
 	struct hoard_cache *c;
@@ -89,6 +94,13 @@ struct hoard_cache {
 	struct hreq *free_reqs;
 	struct hreq *reqs;
 	unsigned inflight;
+
+	pthread_mutex_t v_lock;   /* v_head, v_tail, v_stop */
+	pthread_cond_t v_cv;
+	struct hreq *v_head, *v_tail;
+	int v_stop;
+	pthread_t verifiers[HVERIFY_MAX];
+	int nverifiers;
 
 	pthread_mutex_t q_lock;   /* q_head, q_tail, stop, purge queue, kick */
 	pthread_cond_t q_cv;
@@ -951,11 +963,48 @@ static void read_finish(struct hreq *q)
 	done(arg, got);
 }
 
+/* Verifier threads: checking a large read's blocks (memory-bound, ~1 ms
+ * per MiB of freshly read data) on the one completion thread would cap
+ * cached reads at one core's speed; small reads stay inline, where a
+ * thread hop would cost more than the check. */
+static void *verifier_main(void *arg)
+{
+	struct hoard_cache *c = arg;
+	pthread_mutex_lock(&c->v_lock);
+	for (;;) {
+		while (!c->v_head && !c->v_stop)
+			pthread_cond_wait(&c->v_cv, &c->v_lock);
+		struct hreq *q = c->v_head;
+		if (!q)
+			break;
+		c->v_head = q->qnext;
+		if (!c->v_head)
+			c->v_tail = NULL;
+		pthread_mutex_unlock(&c->v_lock);
+		q->qnext = NULL;
+		read_finish(q);
+		pthread_mutex_lock(&c->v_lock);
+	}
+	pthread_mutex_unlock(&c->v_lock);
+	return NULL;
+}
+
 static void req_finish(struct hreq *q)
 {
 	struct hoard_cache *c = q->c;
 	if (!q->write) {
-		read_finish(q);
+		if (q->nblk <= HVERIFY_INLINE || !c->nverifiers) {
+			read_finish(q);
+			return;
+		}
+		pthread_mutex_lock(&c->v_lock);
+		if (c->v_tail)
+			c->v_tail->qnext = q;
+		else
+			c->v_head = q;
+		c->v_tail = q;
+		pthread_cond_signal(&c->v_cv);
+		pthread_mutex_unlock(&c->v_lock);
 		return;
 	}
 	/* C5: the index update needs the engine lock: hand it to the worker */
@@ -1400,6 +1449,8 @@ int hoard_open(const char *path, const struct hoard_open_opts *opts, struct hoar
 	pthread_cond_init(&c->pool_cv, NULL);
 	pthread_mutex_init(&c->q_lock, NULL);
 	pthread_cond_init(&c->q_cv, NULL);
+	pthread_mutex_init(&c->v_lock, NULL);
+	pthread_cond_init(&c->v_cv, NULL);
 	r = c->ops->open(path, o->read_only, o->dev_arg, &c->dev, &size);
 	if (r < 0) {
 		free(c);
@@ -1443,6 +1494,11 @@ int hoard_open(const char *path, const struct hoard_open_opts *opts, struct hoar
 			goto fail;
 		c->worker_started = 1;
 	}
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int nv = ncpu < 1 ? 1 : ncpu > HVERIFY_MAX ? HVERIFY_MAX : (int)ncpu;
+	for (int i = 0; i < nv; i++)
+		if (pthread_create(&c->verifiers[c->nverifiers], NULL, verifier_main, c) == 0)
+			c->nverifiers++;
 	*cp = c;
 	return 0;
 fail:
@@ -1473,6 +1529,12 @@ int hoard_close(struct hoard_cache *c)
 	while (c->inflight)
 		pthread_cond_wait(&c->pool_cv, &c->pool_lock);
 	pthread_mutex_unlock(&c->pool_lock);
+	pthread_mutex_lock(&c->v_lock);
+	c->v_stop = 1;
+	pthread_cond_broadcast(&c->v_cv);
+	pthread_mutex_unlock(&c->v_lock);
+	for (int i = 0; i < c->nverifiers; i++)
+		pthread_join(c->verifiers[i], NULL);
 	if (c->worker_started) {
 		pthread_mutex_lock(&c->q_lock);
 		c->stop = 1;
@@ -1493,6 +1555,8 @@ int hoard_close(struct hoard_cache *c)
 	pthread_cond_destroy(&c->pool_cv);
 	pthread_mutex_destroy(&c->q_lock);
 	pthread_cond_destroy(&c->q_cv);
+	pthread_mutex_destroy(&c->v_lock);
+	pthread_cond_destroy(&c->v_cv);
 	free(c);
 	return r;
 }
