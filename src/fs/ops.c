@@ -550,13 +550,24 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 			hfs_count_err(fs, r);
 	}
 	free(path);
-	hfs_node_put(fs, n);
 	if (r < 0) {
+		hfs_node_put(fs, n);
 		fuse_reply_err(req, -r);
 		return;
 	}
 	buf[r] = '\0';
 	fuse_reply_readlink(req, buf);
+	/* Keep the target (kind 3) for disconnected operation, under the
+	 * link's own object, whose coherency is the link's attributes. */
+	if (n && (size_t)r <= HOARD_META_MAX) {
+		pthread_mutex_lock(&fs->lock);
+		struct hb_attr a = n->attr;
+		pthread_mutex_unlock(&fs->lock);
+		uint64_t obj;
+		if (obj_acquire(fs, &a, &obj) >= 0 && obj)
+			cache_err(fs, hoard_meta_put(fs->cache, obj, HFS_META_LINK, 0, buf, (size_t)r));
+	}
+	hfs_node_put(fs, n);
 }
 
 /* ---- removing and renaming ---- */
