@@ -40,9 +40,12 @@ for cat in "${cats[@]}"; do
 		for t in build/fuzz/fuzz_*; do
 			[ -x "$t" ] || continue
 			n=$(basename "$t"); corp=$top/tests/fuzz/corpus/${n#fuzz_}
-			mkdir -p "$corp"
+			# new inputs go to the first directory: keep the repo's
+			# corpus as it is and collect them under build/
+			fresh=$top/build/fuzz-corpus/${n#fuzz_}
+			mkdir -p "$corp" "$fresh"
 			run_one "$n" 600 "$top/$t" -runs="${HOARD_FUZZ_RUNS:-20000}" \
-				-max_total_time="${HOARD_FUZZ_SECONDS:-120}" "$corp"
+				-max_total_time="${HOARD_FUZZ_SECONDS:-120}" "$fresh" "$corp"
 		done ;;
 	integration)
 		for t in tests/integration/*.sh; do [ -f "$t" ] && run_one "$(basename "$t" .sh)" 900 bash "$top/$t"; done ;;
