@@ -239,7 +239,9 @@ static int conn_reset(struct nfs_hb *n, struct nfs_conn *c)
 	struct nfs_context **v = NULL;
 	if (!r) {
 		v = realloc(c->retired, ((size_t)c->nretired + 1) * sizeof(*v));
-		if (!v)
+		if (v)
+			c->retired = v;
+		else
 			r = -ENOMEM;
 	}
 	if (r) {
@@ -247,8 +249,7 @@ static int conn_reset(struct nfs_hb *n, struct nfs_conn *c)
 			nfs_destroy_context(fresh.ctx);
 		return r;
 	}
-	c->retired = v;
-	v[c->nretired++] = c->ctx;
+	c->retired[c->nretired++] = c->ctx;
 	c->ctx = fresh.ctx;
 	c->uid = c->gid = -1;
 	return 0;
