@@ -1199,7 +1199,8 @@ int hoard_write(struct hoard_cache *c, uint64_t id, uint64_t off, size_t len, co
 		r = bucket_gen(c, b, &q->bgen[i], 0);
 		q->blk[i] = c->sb->data_start + b * c->sb->bucket_blocks + c->cur_used++;
 	}
-	q->gen = o.gen;
+	if (r == 0)
+		q->gen = o.gen;
 	pthread_mutex_unlock(&c->lock);
 	if (r < 0) {
 		req_put(c, q);
@@ -1316,10 +1317,8 @@ int hoard_present(struct hoard_cache *c, uint64_t id, uint64_t off, uint64_t len
 	while (blk * HBLK < end) {
 		struct hbt_key k = mkkey(HK_CHUNK, 0, id, blk / HCHUNK_BLOCKS), f;
 		r = tseek(c, &k, 0, &f, &ch, sizeof(ch));
-		if (r == -ENOENT || (r >= 0 && (f.type != HK_CHUNK || f.b != id))) {
-			r = 0;
+		if (r == -ENOENT || (r >= 0 && (f.type != HK_CHUNK || f.b != id)))
 			break;
-		}
 		if (r < 0)
 			goto out;
 		if (f.c != blk / HCHUNK_BLOCKS) {

@@ -155,7 +155,7 @@ int hoard_format(const char *path, const struct hoard_format_opts *opts,
 	const struct hoard_format_opts *o = opts ? opts : &dflt;
 	uint8_t *pg = NULL;
 	struct hoard_sb *sb = NULL;
-	uint64_t size;
+	uint64_t size = 0;
 	int r, created = 0;
 	int fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT) {
@@ -183,7 +183,10 @@ int hoard_format(const char *path, const struct hoard_format_opts *opts,
 	}
 	if (o->size) {
 		struct stat st;
-		fstat(fd, &st);
+		if (fstat(fd, &st) < 0) {
+			r = -errno;
+			goto out;
+		}
 		if (S_ISREG(st.st_mode)) {
 			if (ftruncate(fd, (off_t)o->size) < 0) {
 				r = -errno;

@@ -326,7 +326,7 @@ void hps_put(struct hpage_store *ps, struct hpage *pg)
 int hps_dirty(struct hpage_store *ps, struct hpage *pg)
 {
 	if (ps->read_only || ps->err)
-		return ps->err ? -EROFS : -EROFS;
+		return -EROFS;
 	if (!(pg->flags & PG_DIRTY)) {
 		pg->flags |= PG_DIRTY;
 		pg->dnext = ps->dirty;
@@ -388,7 +388,7 @@ static int find_free(struct hpage_store *ps, uint64_t *pgnop)
 {
 	struct hroot *root = hps_root(ps);
 	uint64_t total = ps->sb.meta_blocks;
-	if (root->meta_used >= total)
+	if (total == 0 || root->meta_used >= total)
 		return -ENOSPC;
 	uint64_t start = ps->alloc_hint < total ? ps->alloc_hint : 0;
 	for (uint64_t scanned = 0; scanned < total + HBITS_PER_PAGE;) {
