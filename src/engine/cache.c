@@ -428,6 +428,17 @@ int hoard_obj_lookup(struct hoard_cache *c, uint32_t vol, const void *key, size_
 	return r;
 }
 
+/* Store @coh in @o if it differs from what @o holds: 1 if it did. */
+static int coh_replace(struct hobj *o, const void *coh, size_t coh_len)
+{
+	if (o->coh_len == coh_len && memcmp(o->coh, coh, coh_len) == 0)
+		return 0;
+	o->coh_len = (uint16_t)coh_len;
+	memset(o->coh, 0, sizeof(o->coh));
+	memcpy(o->coh, coh, coh_len);
+	return 1;
+}
+
 static void queue_purge(struct hoard_cache *c, uint64_t id)
 {
 	pthread_mutex_lock(&c->q_lock);
@@ -481,10 +492,7 @@ int hoard_obj_acquire(struct hoard_cache *c, uint32_t vol, const void *key, size
 		memcpy(o.key, key, key_len);
 		memcpy(o.coh, coh, coh_len);
 		r = obj_store(c, id, &o);
-	} else if (r == 0 && (o.coh_len != coh_len || memcmp(o.coh, coh, coh_len))) {
-		o.coh_len = (uint16_t)coh_len;
-		memset(o.coh, 0, sizeof(o.coh));
-		memcpy(o.coh, coh, coh_len);
+	} else if (r == 0 && coh_replace(&o, coh, coh_len)) {
 		r = invalidate_locked(c, id, &o);
 		changed = 1;
 	}
@@ -515,10 +523,7 @@ int hoard_obj_check(struct hoard_cache *c, uint64_t id, const void *coh, size_t 
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
 	int r = obj_load(c, id, &o);
-	if (r == 0 && (o.coh_len != coh_len || memcmp(o.coh, coh, coh_len))) {
-		o.coh_len = (uint16_t)coh_len;
-		memset(o.coh, 0, sizeof(o.coh));
-		memcpy(o.coh, coh, coh_len);
+	if (r == 0 && coh_replace(&o, coh, coh_len)) {
 		r = invalidate_locked(c, id, &o);
 		if (r == 0)
 			r = 1;
@@ -539,10 +544,7 @@ int hoard_obj_set_coherency(struct hoard_cache *c, uint64_t id, const void *coh,
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
 	int r = obj_load(c, id, &o);
-	if (r == 0 && (o.coh_len != coh_len || memcmp(o.coh, coh, coh_len))) {
-		o.coh_len = (uint16_t)coh_len;
-		memset(o.coh, 0, sizeof(o.coh));
-		memcpy(o.coh, coh, coh_len);
+	if (r == 0 && coh_replace(&o, coh, coh_len)) {
 		r = obj_store(c, id, &o);
 		if (r == 0)
 			r = maybe_commit(c);

@@ -471,6 +471,27 @@ static int write_sb(struct hpage_store *ps, struct hoard_sb *sb)
 	return hps_io(ps, HOARD_IO_WRITE, sb, HBLK, (sb->seq % 2) * HBLK);
 }
 
+/* Everything before ps->jseq is home: flush, then write a superblock that
+ * starts recovery at ps->jseq, and flush again (I2). */
+static int advance_journal(struct hpage_store *ps)
+{
+	struct hoard_sb *sb;
+	int r = hps_io(ps, HOARD_IO_FLUSH, NULL, 0, 0);
+	if (r < 0)
+		return r;
+	if (posix_memalign((void **)&sb, HBLK, HBLK))
+		return -ENOMEM;
+	*sb = ps->sb;
+	sb->journal_seq = ps->jseq;
+	r = write_sb(ps, sb);
+	if (r == 0)
+		r = hps_io(ps, HOARD_IO_FLUSH, NULL, 0, 0);
+	if (r == 0)
+		ps->sb = *sb;
+	free(sb);
+	return r;
+}
+
 static int checkpoint(struct hpage_store *ps)
 {
 	struct waiter w;
@@ -487,21 +508,8 @@ static int checkpoint(struct hpage_store *ps)
 		waiter_submit(ps->ops, ps->dev, &w, io);
 	}
 	r = waiter_wait(&w);
-	if (r == 0)
-		r = hps_io(ps, HOARD_IO_FLUSH, NULL, 0, 0);
-	if (r == 0) { /* I2: the superblock moves past the journal only now */
-		struct hoard_sb *sb;
-		if (posix_memalign((void **)&sb, HBLK, HBLK))
-			return -ENOMEM;
-		*sb = ps->sb;
-		sb->journal_seq = ps->jseq;
-		r = write_sb(ps, sb);
-		if (r == 0)
-			r = hps_io(ps, HOARD_IO_FLUSH, NULL, 0, 0);
-		if (r == 0)
-			ps->sb = *sb;
-		free(sb);
-	}
+	if (r == 0) /* I2: the superblock moves past the journal only now */
+		r = advance_journal(ps);
 	if (r < 0) {
 		hps_fail(ps, r);
 		return r;
@@ -812,20 +820,7 @@ static int replay(struct hpage_store *ps)
 	ps->jpos = end_pos;
 	if (end_pos == 0)
 		return 0;
-	r = hps_io(ps, HOARD_IO_FLUSH, NULL, 0, 0);
-	if (r == 0) {
-		struct hoard_sb *sb;
-		if (posix_memalign((void **)&sb, HBLK, HBLK))
-			return -ENOMEM;
-		*sb = ps->sb;
-		sb->journal_seq = ps->jseq;
-		r = write_sb(ps, sb);
-		if (r == 0)
-			r = hps_io(ps, HOARD_IO_FLUSH, NULL, 0, 0);
-		if (r == 0)
-			ps->sb = *sb;
-		free(sb);
-	}
+	r = advance_journal(ps);
 	ps->jpos = 0;
 	return r;
 }
