@@ -109,6 +109,8 @@ struct hfs_fh {
 	uint64_t seq_next;         /* where a sequential reader reads next */
 	uint64_t ra_end;           /* readahead fetched/queued up to here */
 	bool ra_busy;
+	atomic_bool last_hit;      /* hint: the last read was served from the
+				      cache, so try the cache first (io.c) */
 };
 
 struct hfs_dirh {

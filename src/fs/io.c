@@ -388,6 +388,7 @@ static void hit_done(void *arg, int64_t res)
 	struct hfs_fh *fh = b->fh;
 	uint64_t skip = b->off - b->aoff;
 	if (res >= 0 && (uint64_t)res >= skip + b->size) {
+		atomic_store_explicit(&fh->last_hit, true, memory_order_relaxed);
 		fuse_reply_buf(b->req, (const char *)b->data + skip, b->size);
 		add(&fs->st.read_ops, 1);
 		add(&fs->st.read_bytes, b->size);
@@ -399,8 +400,10 @@ static void hit_done(void *arg, int64_t res)
 		hfs_fh_put(fs, fh);
 		return;
 	}
-	/* Reclaimed or failed verification since hoard_present(): from the
-	 * server, off this (completion) thread when possible. */
+	/* Not all there (the hint was wrong, or reclaimed or failed
+	 * verification since hoard_present()): from the server, off this
+	 * (completion) thread when possible. */
+	atomic_store_explicit(&fh->last_hit, false, memory_order_relaxed);
 	if (res < 0)
 		add(&fs->st.cache_errors, 1);
 	struct hfs_job j = {.kind = HFS_JOB_MISS, .fh = fh, .req = b->req,
@@ -438,7 +441,11 @@ void hfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (cacheable && uoff < fsize) {
 		uint64_t end = uoff + size < fsize ? uoff + size : fsize;
 		uint64_t aoff = RND_DOWN(uoff);
-		if (all_present(fs, fh->obj, aoff, end)) {
+		/* A warm reader reads straight from the cache (hit_done falls
+		 * back to the server if something is missing); otherwise ask
+		 * first, so a cold read does not take a detour. */
+		if (atomic_load_explicit(&fh->last_hit, memory_order_relaxed) ||
+		    all_present(fs, fh->obj, aoff, end)) {
 			struct hfs_buf *b = pool_get(fs, 0);
 			if (b) {
 				b->req = req;
