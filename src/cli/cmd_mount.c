@@ -29,6 +29,7 @@
 struct mount_args {
 	const char *source, *mountpoint, *cache, *log;
 	unsigned long long cachesize;
+	unsigned long long cachemem; /* engine memory budget, 0 = 24 MiB */
 	double timeout;
 	uint32_t nconn;
 	int foreground, fake;
@@ -106,6 +107,8 @@ static int parse_opt(struct mount_args *a, char *opt)
 		a->cache = v;
 	else if (!strcmp(k, "log"))
 		a->log = v;
+	else if (!strcmp(k, "cachemem"))
+		r = cli_parse_size(v, &a->cachemem) || a->cachemem < (4u << 20) ? -EINVAL : 0;
 	else if (!strcmp(k, "cachesize"))
 		r = cli_parse_size(v, &a->cachesize) || a->cachesize < (16u << 20) ? -EINVAL : 0;
 	else if (!strcmp(k, "timeout"))
@@ -206,7 +209,9 @@ static int open_cache(const struct mount_args *a, struct hoard_cache **cp)
 					  a->cache, hoard_strerror(r));
 		hd_log("created cache %s (%llu bytes)", a->cache, a->cachesize);
 	}
-	struct hoard_open_opts oo = {0};
+	/* the engine's share of the daemon's memory: its page cache holds the
+	 * hot metadata; 24 MiB keeps the daemon under 64 MiB in all */
+	struct hoard_open_opts oo = {.mem_budget = a->cachemem ? a->cachemem : 24u << 20};
 	r = hoard_open(a->cache, &oo, cp);
 	if (r == -EUCLEAN) {
 		if (hoard_probe(a->cache, what, sizeof(what)) < 0)

@@ -31,8 +31,11 @@ int hfs_new(struct hb *b, struct hoard_cache *cache, const struct hfs_opts *o,
 	fs->b = b;
 	fs->cache = cache;
 	fs->o = *o;
+	/* Off by default: the kernel already reads ahead by HFS_READAHEAD
+	 * (raise_readahead), and a second window of our own competed with it
+	 * for the same server connection (measured slower cold reads). */
 	if (!fs->o.ra_window)
-		fs->o.ra_window = 4u << 20;
+		fs->o.ra_window = 1;
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->pool_lock, NULL);
 	pthread_mutex_init(&fs->wq_lock, NULL);
@@ -131,7 +134,7 @@ int hfs_loop(struct hfs *fs)
 	if (!cfg)
 		return -ENOMEM;
 	fuse_loop_cfg_set_clone_fd(cfg, 1);
-	fuse_loop_cfg_set_max_threads(cfg, fs->o.max_threads ? fs->o.max_threads : 16);
+	fuse_loop_cfg_set_max_threads(cfg, fs->o.max_threads ? fs->o.max_threads : 8);
 	fuse_loop_cfg_set_idle_threads(cfg, 4);
 	int r = fuse_session_loop_mt(fs->se, cfg);
 	fuse_loop_cfg_destroy(cfg);

@@ -24,9 +24,10 @@ struct hfs_opts {
 	int nocto;           /* skip the GETATTR at open (read-only trees) */
 	int allow_other;
 	int read_only;
-	uint32_t pool_bufs;  /* cache-fill buffers of HFS_BUF_SIZE; 0 = 32 */
-	uint32_t ra_window;  /* readahead window bytes; 0 = 4 MiB; 1 = off */
-	uint32_t max_threads;/* FUSE worker threads; 0 = 16 */
+	uint32_t pool_bufs;  /* cache-fill buffers of HFS_BUF_SIZE; 0 = 16 */
+	uint32_t ra_window;  /* our own readahead window bytes; 0 or 1 = off
+			       (the kernel reads ahead HFS_READAHEAD) */
+	uint32_t max_threads;/* FUSE worker threads; 0 = 8 */
 	int debug;           /* libfuse debug output */
 	const char *fsname;  /* shown in /proc/mounts; NULL = "hoardfs" */
 };

@@ -19,7 +19,7 @@
  *         hoard_write() without waiting.  Pool empty -> waits up to
  *         HFS_FILL_WAIT_MS for a buffer (the reader already has its
  *         reply), then not cached (stats.fill_skipped); never allocates.
- *   ra    a sequential reader (per handle) keeps up to ra_window bytes
+ *   ra    (off by default: -o ra=BYTES) a sequential reader keeps up to ra_window bytes
  *         ahead fetched into the cache by the workers, 1 MiB at a time,
  *         skipping what is present.
  * Write: through to the server synchronously (backend pwrite), then the
@@ -112,7 +112,7 @@ static struct hfs_buf *pool_get(struct hfs *fs, uint32_t keep)
  * (cache writes in flight free them), so that a burst of small misses
  * slows down to the cache's write speed instead of going uncached.
  * Bounded: after HFS_FILL_WAIT_MS the fill is skipped. */
-#define HFS_FILL_WAIT_MS 200
+#define HFS_FILL_WAIT_MS 1000
 static struct hfs_buf *pool_get_wait(struct hfs *fs)
 {
 	struct timespec dl;
@@ -603,7 +603,7 @@ void hfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 int hfs_io_init(struct hfs *fs)
 {
 	pthread_once(&tl_once, tl_init);
-	uint32_t n = fs->o.pool_bufs ? fs->o.pool_bufs : 32;
+	uint32_t n = fs->o.pool_bufs ? fs->o.pool_bufs : 16;
 	fs->pool_all = calloc(n, sizeof(*fs->pool_all));
 	if (!fs->pool_all)
 		return -ENOMEM;
