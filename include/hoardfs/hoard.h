@@ -317,6 +317,13 @@ struct hoard_dev_ops {
 		    struct hoard_dev **devp, uint64_t *sizep);
 	int (*submit)(struct hoard_dev *dev, struct hoard_io *io);
 	void (*close)(struct hoard_dev *dev);
+	/* Optional: perform @n ios and return when all are done (0 or the
+	 * first negative errno; a short transfer is -EIO), without depending
+	 * on the thread that delivers submit()'s completions.  The engine
+	 * does its metadata I/O this way, so that a data completion callback
+	 * that calls back into the engine cannot deadlock it.  NULL: the
+	 * engine submits and waits (tests' devices). */
+	int (*sync_io)(struct hoard_dev *dev, struct hoard_io *ios, int n);
 };
 extern const struct hoard_dev_ops hoard_dev_uring;
 

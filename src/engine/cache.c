@@ -31,6 +31,12 @@
  *  C4  Every multi-page change is made under the engine lock, and commits
  *      take the lock (page.h): a commit never sees half an operation.
  *  C5  Completion callbacks and user callbacks run without the engine lock.
+ *      Metadata I/O goes through the device's sync_io, which does not
+ *      depend on the data completion thread, so a user callback may call
+ *      back into the engine (bench/engine_bench resubmits from its
+ *      callbacks): the lock holder's page reads still complete.  With a
+ *      device that has no sync_io (the tests' memdev), callbacks must not
+ *      wait for the engine lock.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -53,7 +59,9 @@
 #define META_KINDS 16u
 #define PURGE_Q 1024u
 #define HVERIFY_MAX 4         /* verifier threads (at most one per CPU) */
-#define HVERIFY_INLINE 16u    /* reads of up to 64 KiB are verified inline */
+#define HVERIFY_INLINE 16u    /* reads of up to 64 KiB: checked and called
+				 back on the completion thread (a hop to a
+				 verifier costs more than the check) */
 
 struct hreq {
 	struct hoard_cache *c;
@@ -965,10 +973,9 @@ static void read_finish(struct hreq *q)
 	done(arg, got);
 }
 
-/* Verifier threads: checking a large read's blocks (memory-bound, ~1 ms
+/* Verifier threads: checking a large read's blocks (memory-bound, ~0.3 ms
  * per MiB of freshly read data) on the one completion thread would cap
- * cached reads at one core's speed; small reads stay inline, where a
- * thread hop would cost more than the check. */
+ * cached reads at one core's speed. */
 static void *verifier_main(void *arg)
 {
 	struct hoard_cache *c = arg;

@@ -23,11 +23,14 @@
 #include <hoardfs/hoard.h>
 
 #define RING_DEPTH 256
+#define SYNC_DEPTH 64
 
 struct hoard_dev {
 	int fd;
 	struct io_uring ring;
 	pthread_mutex_t sq_lock; /* protects the submission queue */
+	struct io_uring sring;   /* metadata I/O, waited for by its caller */
+	pthread_mutex_t s_lock;  /* protects sring */
 	pthread_t reaper;
 	int reaper_started;
 };
@@ -128,6 +131,71 @@ static void *reaper_main(void *arg)
 	return NULL;
 }
 
+static void prep(struct io_uring_sqe *sqe, int fd, struct hoard_io *io)
+{
+	switch (io->op) {
+	case HOARD_IO_READ:
+		io_uring_prep_read(sqe, fd, io->buf, (unsigned)io->len, io->off);
+		break;
+	case HOARD_IO_WRITE:
+		io_uring_prep_write(sqe, fd, io->buf, (unsigned)io->len, io->off);
+		break;
+	default:
+		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+		break;
+	}
+}
+
+/* Metadata I/O on its own ring, reaped by the calling thread: it never
+ * waits for the completion thread (see hoard.h, sync_io). */
+static int uring_sync_io(struct hoard_dev *d, struct hoard_io *ios, int n)
+{
+	int err = 0;
+	pthread_mutex_lock(&d->s_lock);
+	for (int done = 0; done < n;) {
+		int batch = n - done < SYNC_DEPTH ? n - done : SYNC_DEPTH;
+		for (int i = 0; i < batch; i++) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&d->sring);
+			prep(sqe, d->fd, &ios[done + i]);
+			io_uring_sqe_set_data(sqe, &ios[done + i]);
+		}
+		int r;
+		do
+			r = io_uring_submit(&d->sring);
+		while (r == -EINTR || r == -EAGAIN || r == -EBUSY);
+		if (r < 0) {
+			err = r; /* nothing was submitted: nothing to reap */
+			break;
+		}
+		for (int i = 0; i < batch; i++) {
+			struct io_uring_cqe *cqe;
+			do
+				r = io_uring_wait_cqe(&d->sring, &cqe);
+			while (r == -EINTR);
+			if (r < 0) {
+				if (!err)
+					err = r;
+				break;
+			}
+			struct hoard_io *io = io_uring_cqe_get_data(cqe);
+			int res = cqe->res;
+			io_uring_cqe_seen(&d->sring, cqe);
+			if (res >= 0 && io->op != HOARD_IO_FLUSH && (size_t)res != io->len) {
+				/* short: finish it the slow way (end of a file) */
+				ssize_t m = io->op == HOARD_IO_READ
+					? pread(d->fd, (char *)io->buf + res, io->len - (size_t)res, (off_t)(io->off + (uint64_t)res))
+					: pwrite(d->fd, (char *)io->buf + res, io->len - (size_t)res, (off_t)(io->off + (uint64_t)res));
+				res = m == (ssize_t)(io->len - (size_t)res) ? (int)io->len : -EIO;
+			}
+			if (res < 0 && !err)
+				err = res;
+		}
+		done += batch;
+	}
+	pthread_mutex_unlock(&d->s_lock);
+	return err;
+}
+
 static int uring_open(const char *path, int read_only, void *arg,
 		      struct hoard_dev **devp, uint64_t *sizep)
 {
@@ -164,7 +232,13 @@ static int uring_open(const char *path, int read_only, void *arg,
 	r = io_uring_queue_init(RING_DEPTH, &d->ring, 0);
 	if (r < 0)
 		goto out_close;
+	r = io_uring_queue_init(SYNC_DEPTH, &d->sring, 0);
+	if (r < 0) {
+		io_uring_queue_exit(&d->ring);
+		goto out_close;
+	}
 	pthread_mutex_init(&d->sq_lock, NULL);
+	pthread_mutex_init(&d->s_lock, NULL);
 	r = -pthread_create(&d->reaper, NULL, reaper_main, d);
 	if (r < 0)
 		goto out_ring;
@@ -172,6 +246,7 @@ static int uring_open(const char *path, int read_only, void *arg,
 	*devp = d;
 	return 0;
 out_ring:
+	io_uring_queue_exit(&d->sring);
 	io_uring_queue_exit(&d->ring);
 out_close:
 	close(d->fd);
@@ -194,8 +269,10 @@ static void uring_close(struct hoard_dev *d)
 		pthread_join(d->reaper, NULL);
 	}
 	io_uring_queue_exit(&d->ring);
+	io_uring_queue_exit(&d->sring);
 	close(d->fd);
 	pthread_mutex_destroy(&d->sq_lock);
+	pthread_mutex_destroy(&d->s_lock);
 	free(d);
 }
 
@@ -203,4 +280,5 @@ const struct hoard_dev_ops hoard_dev_uring = {
 	.open = uring_open,
 	.submit = uring_submit,
 	.close = uring_close,
+	.sync_io = uring_sync_io,
 };

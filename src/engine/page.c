@@ -143,6 +143,8 @@ int hoard_dev_io(const struct hoard_dev_ops *ops, struct hoard_dev *dev,
 {
 	struct waiter w;
 	struct hoard_io io = {.op = op, .buf = buf, .len = len, .off = off};
+	if (ops->sync_io)
+		return ops->sync_io(dev, &io, 1);
 	waiter_init(&w);
 	waiter_submit(ops, dev, &w, &io);
 	return waiter_wait(&w);
@@ -505,9 +507,12 @@ static int checkpoint(struct hpage_store *ps)
 		*io = (struct hoard_io){.op = HOARD_IO_WRITE, .buf = pg->data, .len = HBLK,
 					.off = (ps->sb.meta_start + pg->pgno) * HBLK};
 		ps->st.dev_writes++;
-		waiter_submit(ps->ops, ps->dev, &w, io);
+		if (!ps->ops->sync_io)
+			waiter_submit(ps->ops, ps->dev, &w, io);
 	}
 	r = waiter_wait(&w);
+	if (r == 0 && ps->ops->sync_io)
+		r = ps->ops->sync_io(ps->dev, ps->ios, (int)n);
 	if (r == 0) /* I2: the superblock moves past the journal only now */
 		r = advance_journal(ps);
 	if (r < 0) {

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -427,6 +428,84 @@ static void test_concurrent_readers_writers(void **state)
 	assert_int_equal(hoard_close(c), 0);
 }
 
+/* Regression: a read callback that calls back into the engine, while
+ * another thread holds the engine lock waiting for a metadata page read,
+ * deadlocked when page reads were completed by the same thread that ran
+ * the callbacks (engine_bench's closed loop hung).  Metadata I/O now goes
+ * through the device's sync_io.  A tiny memory budget forces page reads. */
+struct chain {
+	struct hoard_cache *c;
+	uint64_t *ids;
+	int nids;
+	uint8_t *buf;
+	atomic_int left;
+	atomic_int errors;
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	int done;
+};
+
+static void chain_done(void *arg, int64_t res)
+{
+	struct chain *ch = arg;
+	if (res != 4096)
+		atomic_fetch_add(&ch->errors, 1);
+	int n = atomic_fetch_sub(&ch->left, 1);
+	if (n > 1 && hoard_read(ch->c, ch->ids[n % ch->nids], 0, 4096, ch->buf, chain_done, ch) == 0)
+		return; /* resubmitted from the callback */
+	pthread_mutex_lock(&ch->m);
+	ch->done = 1;
+	pthread_cond_signal(&ch->cv);
+	pthread_mutex_unlock(&ch->m);
+}
+
+static void test_callbacks_may_reenter_the_engine(void **state)
+{
+	struct hoard_format_opts fo = {.size = 64 * MiB, .bucket_size = 64 * 1024};
+	unlink(IMG);
+	assert_int_equal(hoard_format(IMG, &fo, NULL, 0), 0);
+	struct hoard_open_opts oo = {.commit_ms = 20, .mem_budget = 4 * MiB};
+	struct hoard_cache *c;
+	assert_int_equal(hoard_open(IMG, &oo, &c), 0);
+	uint32_t vol;
+	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
+	enum { N = 3000 };
+	uint64_t *ids = malloc(N * sizeof(*ids));
+	uint8_t *w = NULL;
+	assert_int_equal(posix_memalign((void **)&w, 4096, 4096), 0);
+	assert_non_null(w);
+	char key[32];
+	for (int i = 0; i < N; i++) {
+		snprintf(key, sizeof(key), "object-%d", i);
+		ids[i] = obj(c, vol, key, "c");
+		fill(w, 4096, (uint64_t)i);
+		assert_int_equal(hoard_pwrite(c, ids[i], w, 4096, 0), 4096);
+	}
+	struct chain ch = {.c = c, .ids = ids, .nids = N, .buf = w};
+	atomic_init(&ch.left, 20000);
+	atomic_init(&ch.errors, 0);
+	pthread_mutex_init(&ch.m, NULL);
+	pthread_cond_init(&ch.cv, NULL);
+	alarm(120); /* a deadlock fails the test instead of hanging it */
+	assert_int_equal(hoard_read(c, ids[0], 0, 4096, w, chain_done, &ch), 0);
+	/* meanwhile this thread takes the engine lock over and over, with
+	 * page reads under it (lookups of objects whose pages were evicted) */
+	for (int i = 0; i < 20000 && !__atomic_load_n(&ch.done, __ATOMIC_ACQUIRE); i++) {
+		struct hoard_obj_info info;
+		snprintf(key, sizeof(key), "object-%d", (i * 7919) % N);
+		assert_int_equal(hoard_obj_lookup(c, vol, key, strlen(key), &info), 0);
+	}
+	pthread_mutex_lock(&ch.m);
+	while (!ch.done)
+		pthread_cond_wait(&ch.cv, &ch.m);
+	pthread_mutex_unlock(&ch.m);
+	alarm(0);
+	assert_int_equal(atomic_load(&ch.errors), 0);
+	assert_int_equal(hoard_close(c), 0);
+	free(ids);
+	free(w);
+}
+
 static int count_obj(const struct hoard_obj_info *info, void *arg)
 {
 	(*(int *)arg)++;
@@ -473,6 +552,7 @@ int main(void)
 		cmocka_unit_test(test_failed_metadata_write_is_sticky),
 		cmocka_unit_test(test_concurrent_readers_writers),
 		cmocka_unit_test(test_iterate_and_many_objects),
+		cmocka_unit_test(test_callbacks_may_reenter_the_engine),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
