@@ -65,31 +65,29 @@ static uint64_t the_object(struct hoard_cache *c)
 	return info.id;
 }
 
-struct slot {
+/* Closed loop, driven by completions: each of @qd slots resubmits its next
+ * read from its own completion callback (as the FUSE daemon replies from
+ * the engine's completion threads), so no thread hop of the benchmark's
+ * own sits between an I/O and the next. */
+struct run {
 	struct hoard_cache *c;
 	uint64_t id;
-	uint8_t *buf;
 	size_t len;
-	atomic_int busy;
+	uint64_t span;
+	int random;
+	uint64_t total;     /* requests to issue (0 = until the deadline) */
+	double deadline;    /* monotonic seconds (0 = none) */
+	atomic_uint_fast64_t issued, done_ops, done_bytes, short_ops, pos;
+	atomic_int active;  /* slots still running */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
 };
 
-static atomic_uint_fast64_t done_ops, done_bytes, short_ops;
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-
-static void on_done(void *arg, int64_t res)
-{
-	struct slot *s = arg;
-	atomic_fetch_add(&done_ops, 1);
-	if (res > 0)
-		atomic_fetch_add(&done_bytes, (uint64_t)res);
-	if (res < (int64_t)s->len)
-		atomic_fetch_add(&short_ops, 1);
-	pthread_mutex_lock(&mu);
-	atomic_store(&s->busy, 0);
-	pthread_cond_signal(&cv);
-	pthread_mutex_unlock(&mu);
-}
+struct slot {
+	struct run *run;
+	uint8_t *buf;
+	uint64_t x;         /* this slot's random state */
+};
 
 static uint64_t rnd(uint64_t *x)
 {
@@ -99,63 +97,72 @@ static uint64_t rnd(uint64_t *x)
 	return *x;
 }
 
-/* Keep @qd requests in flight until @total requests or @secs seconds. */
+static void on_done(void *arg, int64_t res);
+
+/* Issue the slot's next read, or retire the slot. */
+static void issue(struct slot *s)
+{
+	struct run *r = s->run;
+	uint64_t n = atomic_fetch_add(&r->issued, 1);
+	if ((r->total && n >= r->total) || (r->deadline > 0 && now() >= r->deadline)) {
+		pthread_mutex_lock(&r->mu);
+		if (atomic_fetch_sub(&r->active, 1) == 1)
+			pthread_cond_signal(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+		return;
+	}
+	uint64_t off;
+	if (r->random) {
+		off = (rnd(&s->x) % (r->span / r->len)) * r->len;
+	} else {
+		off = atomic_fetch_add(&r->pos, r->len) % r->span;
+	}
+	if (hoard_read(r->c, r->id, off, r->len, s->buf, on_done, s) < 0) {
+		fprintf(stderr, "engine_bench: read failed\n");
+		exit(1);
+	}
+}
+
+static void on_done(void *arg, int64_t res)
+{
+	struct slot *s = arg;
+	struct run *r = s->run;
+	atomic_fetch_add(&r->done_ops, 1);
+	if (res > 0)
+		atomic_fetch_add(&r->done_bytes, (uint64_t)res);
+	if (res < (int64_t)r->len)
+		atomic_fetch_add(&r->short_ops, 1);
+	issue(s);
+}
+
 static void run_reads(struct hoard_cache *c, uint64_t id, size_t len, uint64_t span, int qd,
 		      int random, uint64_t total, double secs)
 {
+	struct run r = {.c = c, .id = id, .len = len, .span = span, .random = random, .total = total};
 	struct slot *s = calloc((size_t)qd, sizeof(*s));
-	uint64_t issued = 0, x = 88172645463325252ULL, pos = 0;
+	pthread_mutex_init(&r.mu, NULL);
+	pthread_cond_init(&r.cv, NULL);
+	atomic_store(&r.active, qd);
 	for (int i = 0; i < qd; i++) {
-		s[i].c = c;
-		s[i].id = id;
-		s[i].len = len;
+		s[i].run = &r;
+		s[i].x = 88172645463325252ULL + (uint64_t)i * 7919;
 		if (posix_memalign((void **)&s[i].buf, 4096, len))
 			exit(1);
 	}
 	double t0 = now();
-	for (;;) {
-		if ((total && issued >= total) || (secs > 0 && now() - t0 >= secs))
-			break;
-		int got = -1;
-		pthread_mutex_lock(&mu);
-		for (;;) {
-			for (int i = 0; i < qd; i++)
-				if (!atomic_load(&s[i].busy)) {
-					got = i;
-					break;
-				}
-			if (got >= 0)
-				break;
-			pthread_cond_wait(&cv, &mu);
-		}
-		atomic_store(&s[got].busy, 1);
-		pthread_mutex_unlock(&mu);
-		uint64_t off;
-		if (random) {
-			off = (rnd(&x) % (span / len)) * len;
-		} else {
-			off = pos;
-			pos += len;
-			if (pos >= span)
-				pos = 0;
-		}
-		if (hoard_read(c, id, off, len, s[got].buf, on_done, &s[got]) < 0) {
-			fprintf(stderr, "engine_bench: read failed\n");
-			exit(1);
-		}
-		issued++;
-	}
-	pthread_mutex_lock(&mu);
+	r.deadline = secs > 0 ? t0 + secs : 0;
 	for (int i = 0; i < qd; i++)
-		while (atomic_load(&s[i].busy))
-			pthread_cond_wait(&cv, &mu);
-	pthread_mutex_unlock(&mu);
+		issue(&s[i]);
+	pthread_mutex_lock(&r.mu);
+	while (atomic_load(&r.active) > 0)
+		pthread_cond_wait(&r.cv, &r.mu);
+	pthread_mutex_unlock(&r.mu);
 	double dt = now() - t0;
 	printf("mode=%s qd=%d bs=%zu ops=%llu bytes=%llu secs=%.3f MBps=%.1f iops=%.0f short=%llu rss_kb=%ld\n",
-	       random ? "rand" : "seq", qd, len, (unsigned long long)atomic_load(&done_ops),
-	       (unsigned long long)atomic_load(&done_bytes), dt,
-	       (double)atomic_load(&done_bytes) / dt / 1e6, (double)atomic_load(&done_ops) / dt,
-	       (unsigned long long)atomic_load(&short_ops), rss_kb());
+	       random ? "rand" : "seq", qd, len, (unsigned long long)atomic_load(&r.done_ops),
+	       (unsigned long long)atomic_load(&r.done_bytes), dt,
+	       (double)atomic_load(&r.done_bytes) / dt / 1e6, (double)atomic_load(&r.done_ops) / dt,
+	       (unsigned long long)atomic_load(&r.short_ops), rss_kb());
 	for (int i = 0; i < qd; i++)
 		free(s[i].buf);
 	free(s);
