@@ -88,7 +88,7 @@ torture: check-build
 	HOARD_CRASH_POINTS=200000 HOARD_FSX_OPS=200000 bash tests/run-tests.sh crash integration
 
 fuzz-long: $(FUZZ_BIN)
-	HOARD_FUZZ_RUNS=0 HOARD_FUZZ_SECONDS=600 bash tests/run-tests.sh fuzz
+	HOARD_FUZZ_RUNS=0 HOARD_FUZZ_SECONDS=600 HOARD_FUZZ_SEED=0 bash tests/run-tests.sh fuzz
 
 bench: all
 	bash bench/run

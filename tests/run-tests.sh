@@ -44,7 +44,11 @@ for cat in "${cats[@]}"; do
 			# corpus as it is and collect them under build/
 			fresh=$top/build/fuzz-corpus/${n#fuzz_}
 			mkdir -p "$corp" "$fresh"
+			# a fixed seed in `make check` (the same inputs every run: a
+			# failure is reproducible, not luck); `make fuzz-long` sets
+			# HOARD_FUZZ_SEED=0 for a random one
 			run_one "$n" 600 "$top/$t" -runs="${HOARD_FUZZ_RUNS:-20000}" \
+				-seed="${HOARD_FUZZ_SEED:-1}" \
 				-max_total_time="${HOARD_FUZZ_SECONDS:-120}" "$fresh" "$corp"
 		done ;;
 	integration)

@@ -195,7 +195,15 @@ static int tseek(struct hoard_cache *c, const struct hbt_key *k, int after,
 {
 	if (c->bt.height == 0)
 		return -ENOENT;
-	return hbt_seek(&c->bt, k, after, found, v, cap);
+	int r = hbt_seek(&c->bt, k, after, found, v, cap);
+	/* A damaged tree may answer with a key before the one asked for:
+	 * every walk here relies on keys moving forward to end. */
+	if (r >= 0) {
+		int cmp = hbt_key_cmp(found, k);
+		if (cmp < 0 || (after && cmp == 0))
+			return -EUCLEAN;
+	}
+	return r;
 }
 
 /* Commit if the page store asks for it (page.c I5).  Engine lock held. */
@@ -583,6 +591,10 @@ int hoard_obj_punch(struct hoard_cache *c, uint64_t id, uint64_t off, uint64_t l
 		}
 		if (r < 0)
 			break;
+		if (f.a != 0 || f.c < chunk) {
+			r = -EUCLEAN; /* not a chunk key we wrote: damaged */
+			break;
+		}
 		chunk = f.c;
 		k = f;
 		if (r != (int)sizeof(ch) || ch.obj_gen != o.gen) {
@@ -1322,20 +1334,28 @@ int hoard_present(struct hoard_cache *c, uint64_t id, uint64_t off, uint64_t len
 	int r = obj_load(c, id, &o);
 	if (r < 0)
 		goto out;
-	uint64_t end = off + len, blk = off / HBLK;
-	while (blk * HBLK < end) {
+	/* in blocks, so that no product overflows whatever a damaged tree says */
+	uint64_t end = len > UINT64_MAX - off ? UINT64_MAX : off + len;
+	uint64_t eb = end / HBLK + (end % HBLK != 0), blk = off / HBLK;
+	while (blk < eb) {
 		struct hbt_key k = mkkey(HK_CHUNK, 0, id, blk / HCHUNK_BLOCKS), f;
 		r = tseek(c, &k, 0, &f, &ch, sizeof(ch));
 		if (r == -ENOENT || (r >= 0 && (f.type != HK_CHUNK || f.b != id)))
 			break;
 		if (r < 0)
 			goto out;
+		if (f.a != 0 || f.c < blk / HCHUNK_BLOCKS) {
+			r = -EUCLEAN; /* not a chunk key we wrote: damaged */
+			goto out;
+		}
+		if (f.c > (eb - 1) / HCHUNK_BLOCKS)
+			break;
 		if (f.c != blk / HCHUNK_BLOCKS) {
 			open = 0;
 			blk = f.c * HCHUNK_BLOCKS;
 		}
 		int good = r == (int)sizeof(ch) && ch.obj_gen == o.gen;
-		for (uint32_t i = (uint32_t)(blk % HCHUNK_BLOCKS); i < HCHUNK_BLOCKS && blk * HBLK < end; i++, blk++) {
+		for (uint32_t i = (uint32_t)(blk % HCHUNK_BLOCKS); i < HCHUNK_BLOCKS && blk < eb; i++, blk++) {
 			int ok = 0;
 			if (good && (r = blk_valid(c, &ch.b[i], &ok, &memo)) < 0)
 				goto out;
