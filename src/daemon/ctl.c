@@ -170,6 +170,8 @@ static void stats_doc(struct hd_ctl *ctl, struct out *o, int table)
 	put(o, " \"lookups\": %llu, \"opens\": %llu, \"getattrs\": %llu, "
 	    "\"invalidations\": %llu,\n", L(s->lookups), L(s->opens),
 	    L(s->getattrs), L(s->invalidations));
+	put(o, " \"listings\": %llu, \"listings_cached\": %llu,\n",
+	    L(s->listings), L(s->listings_cached));
 	put(o, " \"errors\": {\"server\": %llu, \"cache\": %llu},\n",
 	    L(s->server_errors), L(s->cache_errors));
 	put(o, " \"read_latency_us\": {\"p50\": %llu, \"p90\": %llu, \"p99\": %llu},\n",

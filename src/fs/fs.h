@@ -55,6 +55,8 @@ struct hfs_stats {
 					       (other than ENOENT/EEXIST...) */
 	atomic_uint_fast64_t cache_errors;  /* engine calls that failed */
 	atomic_uint_fast64_t lookups, opens, getattrs;
+	atomic_uint_fast64_t listings;        /* directories listed by the server */
+	atomic_uint_fast64_t listings_cached; /* ... served from the engine */
 	atomic_uint_fast64_t lat[HFS_LAT_BUCKETS]; /* read latency histogram */
 };
 

@@ -44,6 +44,8 @@ _Static_assert(HFS_COH_LEN <= HOARD_COH_MAX, "coh fits");
 #define HFS_META_ATTR 1u    /* rid 0: struct hb_attr, serialised LE */
 #define HFS_META_DIRENT 2u  /* rid = hash(name): fileid, mode, name */
 #define HFS_META_LINK 3u    /* rid 0: symlink target */
+#define HFS_META_LISTING 4u /* rid 0: the DIRENT records form a whole
+			       listing (written last; docs/FORMAT.md) */
 
 struct hfs_node;
 
@@ -118,6 +120,7 @@ struct hfs_dirh {
 	struct hfs_dirent {
 		char *name;
 		struct hb_attr attr;
+		uint64_t checked_ns; /* wall clock when the server gave attr */
 		bool has_attr;
 	} *e;
 };

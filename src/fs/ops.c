@@ -71,7 +71,20 @@ static void cache_err(struct hfs *fs, int err)
 
 /* ---- attributes ---- */
 
-static double ac_timeout(const struct hfs *fs, const struct hb_attr *a)
+/* Wall-clock nanoseconds: when the server vouched for attributes that are
+ * kept across remounts (monotonic time does not survive a reboot). */
+static uint64_t real_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* How long attributes fetched at @at_ns may be used: NFS's adaptive rule,
+ * a file unchanged for long is cached longer (a tenth of its age), within
+ * [acregmin, acregmax] or [acdirmin, acdirmax]. */
+static double ac_timeout_at(const struct hfs *fs, const struct hb_attr *a,
+			    uint64_t at_ns)
 {
 	double lo, hi;
 	if (S_ISDIR(a->mode)) {
@@ -81,17 +94,30 @@ static double ac_timeout(const struct hfs *fs, const struct hb_attr *a)
 		lo = fs->o.acregmin;
 		hi = fs->o.acregmax;
 	}
-	/* NFS's adaptive rule: a file unchanged for long is cached longer. */
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
-	double age = (now.tv_sec - a->mtime.tv_sec) +
-		     (now.tv_nsec - a->mtime.tv_nsec) / 1e9;
+	double age = (double)(int64_t)(at_ns / 1000000000u - (uint64_t)a->mtime.tv_sec) +
+		     ((double)(at_ns % 1000000000u) - a->mtime.tv_nsec) / 1e9;
 	double t = age / 10;
 	if (t < lo)
 		t = lo;
 	if (t > hi)
 		t = hi;
 	return t;
+}
+
+static double ac_timeout(const struct hfs *fs, const struct hb_attr *a)
+{
+	return ac_timeout_at(fs, a, real_ns());
+}
+
+/* Seconds that attributes the server gave at @at_ns remain usable at
+ * @now_ns (<= 0: revalidate).  The time of the check is kept with stored
+ * attributes, so a remount does not extend their life. */
+static double ac_left(const struct hfs *fs, const struct hb_attr *a,
+		      uint64_t at_ns, uint64_t now_ns)
+{
+	if (now_ns < at_ns)
+		return 0; /* the clock went back: trust nothing stored */
+	return ac_timeout_at(fs, a, at_ns) - (double)(now_ns - at_ns) / 1e9;
 }
 
 static void to_stat(const struct hb_attr *a, struct stat *st)
@@ -139,9 +165,11 @@ static void obj_key(uint64_t fsid, uint64_t fileid, uint8_t key[16])
 	memcpy(key + 8, &i, 8);
 }
 
-/* Serialised hb_attr (HFS_META_ATTR): 16 little-endian u64. */
-static void put_attr_record(struct hfs *fs, uint64_t obj,
-			    const struct hb_attr *a)
+/* Serialised hb_attr (HFS_META_ATTR, and inside HFS_META_DIRENT): 16
+ * little-endian u64, docs/FORMAT.md "Front-end records". */
+#define HFS_ATTR_REC 128
+
+static void attr_encode(const struct hb_attr *a, uint8_t out[HFS_ATTR_REC])
 {
 	uint64_t v[16] = {
 		a->fsid, a->fileid, a->mode, a->nlink, a->uid, a->gid, a->size,
@@ -152,6 +180,38 @@ static void put_attr_record(struct hfs *fs, uint64_t obj,
 	};
 	for (int i = 0; i < 16; i++)
 		v[i] = htole64(v[i]);
+	memcpy(out, v, HFS_ATTR_REC);
+}
+
+static void attr_decode(const uint8_t in[HFS_ATTR_REC], struct hb_attr *a)
+{
+	uint64_t v[16];
+	memcpy(v, in, HFS_ATTR_REC);
+	for (int i = 0; i < 16; i++)
+		v[i] = le64toh(v[i]);
+	a->fsid = v[0];
+	a->fileid = v[1];
+	a->mode = (uint32_t)v[2];
+	a->nlink = (uint32_t)v[3];
+	a->uid = (uint32_t)v[4];
+	a->gid = (uint32_t)v[5];
+	a->size = v[6];
+	a->blocks = v[7];
+	a->rdev = v[8];
+	a->atime.tv_sec = (time_t)v[9];
+	a->atime.tv_nsec = (long)v[10];
+	a->mtime.tv_sec = (time_t)v[11];
+	a->mtime.tv_nsec = (long)v[12];
+	a->ctime.tv_sec = (time_t)v[13];
+	a->ctime.tv_nsec = (long)v[14];
+	a->change = v[15];
+}
+
+static void put_attr_record(struct hfs *fs, uint64_t obj,
+			    const struct hb_attr *a)
+{
+	uint8_t v[HFS_ATTR_REC];
+	attr_encode(a, v);
 	cache_err(fs, hoard_meta_put(fs->cache, obj, HFS_META_ATTR, 0, v,
 				     sizeof(v)));
 }
@@ -180,6 +240,9 @@ static int obj_acquire(struct hfs *fs, const struct hb_attr *a, uint64_t *obj)
 	return r;
 }
 
+static void listing_update_entry(struct hfs *fs, struct hfs_node *n,
+			       const struct hb_attr *a);
+
 /* The server's copy of @n changed by our own hand (write, truncate,
  * chmod...): store the new coherency data so that the next open does not
  * take our change for a foreign one.  The cached data already matches
@@ -204,6 +267,7 @@ void hfs_own_change(struct hfs *fs, struct hfs_node *n, const struct hb_attr *a)
 		if (r < 0 && r != -ENOENT)
 			cache_err(fs, r);
 	}
+	listing_update_entry(fs, n, a);
 }
 
 /* The file is gone from the server (or its name is): remove its object
@@ -832,6 +896,7 @@ static void fh_settle(fuse_req_t req, struct hfs_fh *fh)
 		pthread_mutex_unlock(&fs->lock);
 		if (obj)
 			cache_err(fs, hoard_obj_invalidate(fs->cache, obj));
+		listing_update_entry(fs, fh->node, NULL);
 	}
 	pthread_mutex_lock(&fs->lock);
 	if (fh->node->writers)
@@ -872,31 +937,41 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 struct list_ctx {
 	struct hfs_dirh *d;
 	size_t cap;
-	int err;
+	uint64_t now;   /* when the server gave the listing (real_ns) */
 };
 
-static int list_cb(const char *name, const struct hb_attr *attr, void *arg)
+static struct hfs_dirent *dirh_add(struct list_ctx *c, const char *name,
+				   size_t len)
 {
-	struct list_ctx *c = arg;
 	struct hfs_dirh *d = c->d;
 	if (d->n == c->cap) {
 		size_t cap = c->cap ? c->cap * 2 : 64;
 		void *e = realloc(d->e, cap * sizeof(*d->e));
 		if (!e)
-			return -ENOMEM;
+			return NULL;
 		d->e = e;
 		c->cap = cap;
 	}
 	struct hfs_dirent *de = &d->e[d->n];
-	de->name = strdup(name);
+	de->name = strndup(name, len);
 	if (!de->name)
+		return NULL;
+	d->n++;
+	return de;
+}
+
+static int list_cb(const char *name, const struct hb_attr *attr, void *arg)
+{
+	struct list_ctx *c = arg;
+	struct hfs_dirent *de = dirh_add(c, name, strlen(name));
+	if (!de)
 		return -ENOMEM;
 	de->has_attr = attr != NULL;
+	de->checked_ns = c->now;
 	if (attr)
 		de->attr = *attr;
 	else
 		memset(&de->attr, 0, sizeof(de->attr));
-	d->n++;
 	return 0;
 }
 
@@ -910,48 +985,223 @@ static void dirh_free(struct hfs_dirh *d)
 	free(d);
 }
 
-/* Keep the listing in the engine (kind 2) for disconnected operation;
- * rewritten only when the directory's coherency changed. */
+/*
+ * Listings in the engine (docs/FORMAT.md, "Front-end records"): one
+ * HFS_META_DIRENT record per entry on the directory's object, with the
+ * entry's attributes and the wall-clock time the server gave them, and an
+ * HFS_META_LISTING record written last that says the set is whole.  The
+ * records go with the directory's object when its coherency data changes
+ * (an entry added, removed or renamed), so a listing read back is the
+ * directory as it is now; each entry's attributes are then used as long
+ * as NFS's attribute-cache rules allow from the time they were fetched
+ * (ac_left), remounts included.
+ */
+#define DIRENT_HDR (8 + 4 + 2 + 2 + 8 + HFS_ATTR_REC)
+#define DIRENT_HAS_ATTR 1u
+#define LISTING_VERSION 1u
+#define LISTING_LEN 24
+
+static size_t dirent_encode(const struct hfs_dirent *de, size_t len,
+			    uint8_t *rec)
+{
+	uint64_t fileid = htole64(de->attr.fileid);
+	uint32_t mode = htole32(de->attr.mode);
+	uint16_t l = htole16((uint16_t)len);
+	uint16_t flags = htole16(de->has_attr ? DIRENT_HAS_ATTR : 0);
+	uint64_t at = htole64(de->checked_ns);
+	memcpy(rec, &fileid, 8);
+	memcpy(rec + 8, &mode, 4);
+	memcpy(rec + 12, &l, 2);
+	memcpy(rec + 14, &flags, 2);
+	memcpy(rec + 16, &at, 8);
+	attr_encode(&de->attr, rec + 24);
+	memcpy(rec + DIRENT_HDR, de->name, len);
+	return DIRENT_HDR + len;
+}
+
+/* Store @d, the listing the server just gave for @n (attributes @da). */
 static void store_listing(struct hfs *fs, struct hfs_node *n,
 			  const struct hb_attr *da, const struct hfs_dirh *d)
 {
 	uint64_t obj;
-	int r = obj_acquire(fs, da, &obj);
-	if (r < 0)
+	if (obj_acquire(fs, da, &obj) < 0)
 		return;
 	struct hfs_coh coh;
 	hfs_coh_from_attr(&coh, da);
 	pthread_mutex_lock(&fs->lock);
-	bool stored = n->dir_stored && n->coh_valid &&
-		      !memcmp(&coh, &n->coh, sizeof(coh)) && r == 0;
 	n->obj = obj;
 	n->coh = coh;
 	n->coh_valid = true;
-	n->dir_stored = true;
 	pthread_mutex_unlock(&fs->lock);
-	if (stored)
-		return;
-	cache_err(fs, hoard_meta_clear(fs->cache, obj, HFS_META_DIRENT));
+	/* The marker goes first and comes back last: a listing cut short
+	 * (error, crash) is never taken for a whole one. */
+	int r = hoard_meta_del(fs->cache, obj, HFS_META_LISTING, 0);
+	if (r && r != -ENOENT)
+		goto fail;
+	r = hoard_meta_clear(fs->cache, obj, HFS_META_DIRENT);
+	if (r)
+		goto fail;
 	put_attr_record(fs, obj, da);
-	uint8_t rec[8 + 4 + 2 + 256];
+	uint8_t rec[DIRENT_HDR + 256];
+	uint64_t count = 0;
 	for (size_t i = 0; i < d->n; i++) {
 		size_t len = strlen(d->e[i].name);
 		if (len > 255)
-			continue;
-		uint64_t fileid = htole64(d->e[i].attr.fileid);
-		uint32_t mode = htole32(d->e[i].attr.mode);
-		uint16_t l = htole16((uint16_t)len);
-		memcpy(rec, &fileid, 8);
-		memcpy(rec + 8, &mode, 4);
-		memcpy(rec + 12, &l, 2);
-		memcpy(rec + 14, d->e[i].name, len);
+			return; /* no room in a record: the listing stays unstored */
 		r = hoard_meta_put(fs->cache, obj, HFS_META_DIRENT,
 				   hfs_name_hash(0, d->e[i].name, len), rec,
-				   14 + len);
-		if (r) {
+				   dirent_encode(&d->e[i], len, rec));
+		if (r)
+			goto fail;
+		count++;
+	}
+	uint8_t m[LISTING_LEN] = {0};
+	uint32_t v = htole32(LISTING_VERSION);
+	uint64_t cnt = htole64(count), at = htole64(real_ns());
+	memcpy(m, &v, 4);
+	memcpy(m + 8, &cnt, 8);
+	memcpy(m + 16, &at, 8);
+	r = hoard_meta_put(fs->cache, obj, HFS_META_LISTING, 0, m, sizeof(m));
+	if (r)
+		goto fail;
+	return;
+fail:
+	cache_err(fs, r);
+}
+
+struct load_ctx {
+	struct list_ctx lc;
+	const struct hfs *fs;
+	bool usable;     /* every record well formed and fresh */
+};
+
+static int load_cb(uint64_t rid, const void *val, size_t len, void *arg)
+{
+	struct load_ctx *c = arg;
+	const uint8_t *p = val;
+	uint16_t l, flags;
+	uint64_t fileid, at;
+	if (len < DIRENT_HDR)
+		goto unusable;
+	memcpy(&fileid, p, 8);
+	memcpy(&l, p + 12, 2);
+	memcpy(&flags, p + 14, 2);
+	memcpy(&at, p + 16, 8);
+	l = le16toh(l);
+	if (len != DIRENT_HDR + (size_t)l || l == 0 ||
+	    rid != hfs_name_hash(0, (const char *)p + DIRENT_HDR, l) ||
+	    memchr(p + DIRENT_HDR, '/', l) || memchr(p + DIRENT_HDR, 0, l) ||
+	    !(le16toh(flags) & DIRENT_HAS_ATTR))
+		goto unusable;
+	struct hb_attr a;
+	attr_decode(p + 24, &a);
+	at = le64toh(at);
+	if (a.fileid != le64toh(fileid) ||
+	    ac_left(c->fs, &a, at, c->lc.now) <= 0)
+		goto unusable; /* stale: the server is asked again */
+	struct hfs_dirent *de = dirh_add(&c->lc, (const char *)p + DIRENT_HDR, l);
+	if (!de)
+		return -ENOMEM;
+	de->attr = a;
+	de->checked_ns = at;
+	de->has_attr = true;
+	return 0;
+unusable:
+	c->usable = false;
+	return 1; /* stop */
+}
+
+/* The listing of @n from the engine if its coherency data still matches
+ * @da (the directory's fresh attributes) and every entry's attributes are
+ * still usable.  0 and @d filled, or -ENOENT (ask the server). */
+static int load_listing(struct hfs *fs, struct hfs_node *n,
+			const struct hb_attr *da, struct hfs_dirh *d)
+{
+	uint64_t obj;
+	uint8_t m[LISTING_LEN];
+	uint32_t v;
+	uint64_t count;
+	int changed = obj_acquire(fs, da, &obj);
+	if (changed == 1) /* so did its own entry in its parent's listing */
+		listing_update_entry(fs, n, da);
+	if (changed != 0)
+		return -ENOENT; /* changed (records dropped), or no cache */
+	int r = hoard_meta_get(fs->cache, obj, HFS_META_LISTING, 0, m, sizeof(m));
+	if (r != LISTING_LEN)
+		return -ENOENT;
+	memcpy(&v, m, 4);
+	memcpy(&count, m + 8, 8);
+	if (le32toh(v) != LISTING_VERSION)
+		return -ENOENT;
+	struct load_ctx c = {{d, 0, real_ns()}, fs, true};
+	r = hoard_meta_iterate(fs->cache, obj, HFS_META_DIRENT, load_cb, &c);
+	if (r < 0 || !c.usable || d->n != le64toh(count)) {
+		if (r < 0)
 			cache_err(fs, r);
-			break;
+		for (size_t i = 0; i < d->n; i++)
+			free(d->e[i].name);
+		d->n = 0;
+		return -ENOENT;
+	}
+	struct hfs_coh coh;
+	hfs_coh_from_attr(&coh, da);
+	pthread_mutex_lock(&fs->lock);
+	n->obj = obj;
+	n->coh = coh;
+	n->coh_valid = true;
+	pthread_mutex_unlock(&fs->lock);
+	return 0;
+}
+
+/* Our own change to a file (write, truncate, chmod) made its entry in
+ * each known parent's stored listing stale: rewrite the entry with @a
+ * (the server's attributes after the change) or, with @a NULL (unknown),
+ * drop the listing's marker so that the next opendir asks the server. */
+static void listing_update_entry(struct hfs *fs, struct hfs_node *n,
+			       const struct hb_attr *a)
+{
+	struct { uint64_t obj, fsid, fileid; char *name; } p[4];
+	int np = 0;
+	pthread_mutex_lock(&fs->lock);
+	for (struct hfs_name *nm = n->names; nm && np < 4; nm = nm->nnext) {
+		p[np].obj = nm->parent->obj;
+		p[np].fsid = nm->parent->fsid;
+		p[np].fileid = nm->parent->fileid;
+		p[np].name = strdup(nm->name);
+		if (p[np].name)
+			np++;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	for (int i = 0; i < np; i++) {
+		uint64_t obj = p[i].obj;
+		if (!obj) { /* a parent not listed by this mount: by key */
+			uint8_t key[16];
+			struct hoard_obj_info info;
+			obj_key(p[i].fsid, p[i].fileid, key);
+			if (hoard_obj_lookup(fs->cache, fs->vol, key, sizeof(key),
+					     &info) == 0)
+				obj = info.id;
 		}
+		size_t len = strlen(p[i].name);
+		uint64_t rid = hfs_name_hash(0, p[i].name, len);
+		uint8_t rec[DIRENT_HDR + 256];
+		int r;
+		if (!obj || len > 255 ||
+		    hoard_meta_get(fs->cache, obj, HFS_META_DIRENT, rid, rec,
+				   sizeof(rec)) < 0) {
+			free(p[i].name);
+			continue; /* nothing stored for this name */
+		}
+		if (a) {
+			struct hfs_dirent de = {p[i].name, *a, real_ns(), true};
+			r = hoard_meta_put(fs->cache, obj, HFS_META_DIRENT, rid,
+					   rec, dirent_encode(&de, len, rec));
+		} else {
+			r = hoard_meta_del(fs->cache, obj, HFS_META_LISTING, 0);
+		}
+		if (r && r != -ENOENT)
+			cache_err(fs, r);
+		free(p[i].name);
 	}
 }
 
@@ -965,20 +1215,32 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	struct list_ctx c = {d, 0, 0};
 	struct hb_attr da;
 	char *path = NULL;
+	/* close-to-open for directories too: the directory's attributes are
+	 * always fetched; its entries come from the engine if it is
+	 * unchanged */
 	int r = (n && d) ? node_getattr(req, n, &da) : -ENOMEM;
+	if (!r && load_listing(fs, n, &da, d) == 0) {
+		atomic_fetch_add_explicit(&fs->st.listings_cached, 1,
+					  memory_order_relaxed);
+		goto done;
+	}
 	if (!r)
 		r = hfs_path(fs, n, NULL, &path);
 	if (!r) {
+		atomic_fetch_add_explicit(&fs->st.listings, 1,
+					  memory_order_relaxed);
+		c.now = real_ns();
 		r = fs->b->ops->readdir(fs->b, &cr, path, list_cb, &c);
 		if (r)
 			hfs_count_err(fs, r);
 	}
 	if (!r && d->n && !d->e[0].has_attr) {
-		/* no attributes from the backend: ask for the modes */
+		/* no attributes from the backend: ask for each entry's */
 		for (size_t i = 0; i < d->n; i++) {
 			char *p2 = NULL;
 			if (hfs_path(fs, n, d->e[i].name, &p2))
 				continue;
+			d->e[i].checked_ns = real_ns();
 			if (fs->b->ops->getattr(fs->b, &cr, p2, &d->e[i].attr) == 0)
 				d->e[i].has_attr = true;
 			free(p2);
@@ -986,6 +1248,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	}
 	if (!r)
 		store_listing(fs, n, &da, d);
+done:
 	free(path);
 	hfs_node_put(fs, n);
 	if (r) {
@@ -1066,6 +1329,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			break;
 		struct fuse_entry_param e;
 		fill_entry(fs, n, &de->attr, &e);
+		double left = ac_left(fs, &de->attr, de->checked_ns, real_ns());
+		e.attr_timeout = e.entry_timeout = left > 0 ? left : 0;
 		need = fuse_add_direntry_plus(req, buf + pos, size - pos, name,
 					      &e, i + 1);
 		if (need > size - pos) {

@@ -184,11 +184,18 @@ nfs_suite() {
 
 	note "nfs v$ver: persistence"
 	cmp "$exp/big" "$MNT/big" || fail "big before remount"
+	local tree='%i %M %n %U %G %s %T@ %p %l\n'
+	(cd "$MNT" && find . >/dev/null) # listings stored
 	umount_hoard "$MNT"
-	mount_hoard "$url" "$MNT"
+	# 60 s attribute timeouts: the files were modified a moment ago, so
+	# the NFS rule would keep their attributes for only acregmin = 3 s
+	mount_hoard "$url" "$MNT" acregmin=60,acregmax=60,acdirmin=60,acdirmax=60
 	cmp "$exp/big" "$MNT/big" || fail "big after remount"
 	cmp "$exp/w3" "$MNT/w3" || fail "w3 after remount"
 	expect_eq "bytes from the server after remount" 0 "$(stat_field "$MNT" bytes_from_server)"
+	expect_eq "tree after remount" "$(cd "$exp" && find . -printf "$tree" | sort)" \
+		"$(cd "$MNT" && find . -printf "$tree" | sort)"
+	expect_eq "listings from the server after remount" 0 "$(stat_field "$MNT" listings)"
 	umount_hoard "$MNT"
 	echo PASS
 }
