@@ -1262,6 +1262,22 @@ done:
 		dirh_free(d);
 }
 
+/* An entry the kernel does not look up (".", "..", or one without
+ * attributes): only its name, inode number and type. */
+static size_t add_plain(fuse_req_t req, char *buf, size_t room,
+			const char *name, uint64_t fileid, uint32_t mode,
+			off_t next, bool plus)
+{
+	struct stat st = {0};
+	st.st_ino = fileid;
+	st.st_mode = mode;
+	if (!plus)
+		return fuse_add_direntry(req, buf, room, name, &st, next);
+	struct fuse_entry_param e = {0}; /* ino 0: the kernel skips the lookup */
+	e.attr = st;
+	return fuse_add_direntry_plus(req, buf, room, name, &e, next);
+}
+
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi, bool plus)
 {
@@ -1269,70 +1285,47 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct hfs_dirh *d = (struct hfs_dirh *)(uintptr_t)fi->fh;
 	struct hfs_node *dn = hfs_node_get(fs, ino);
 	char *buf = malloc(size);
-	size_t pos = 0;
+	size_t pos = 0, need;
 	if (!buf || !dn) {
 		free(buf);
 		hfs_node_put(fs, dn);
 		fuse_reply_err(req, buf ? ESTALE : ENOMEM);
 		return;
 	}
+	uint64_t now = real_ns();
 	/* offsets: 0 ".", 1 "..", 2+i entry i; an entry's off is the next */
 	for (size_t i = (size_t)off; i < d->n + 2; i++) {
-		struct stat st = {0};
-		const char *name;
-		size_t need;
 		if (i < 2) {
-			name = i == 0 ? "." : "..";
-			st.st_mode = S_IFDIR;
 			/* d_ino 0 would hide the entry from readdir(3) */
-			st.st_ino = i == 0 ? dn->fileid : 1;
-			if (plus) {
-				struct fuse_entry_param e = {0};
-				e.attr = st;
-				need = fuse_add_direntry_plus(req, buf + pos,
-							      size - pos, name,
-							      &e, i + 1);
-			} else {
-				need = fuse_add_direntry(req, buf + pos,
-							 size - pos, name, &st,
-							 i + 1);
-			}
+			need = add_plain(req, buf + pos, size - pos,
+					 i == 0 ? "." : "..",
+					 i == 0 ? dn->fileid : 1, S_IFDIR, i + 1,
+					 plus);
 			if (need > size - pos)
 				break;
 			pos += need;
 			continue;
 		}
 		struct hfs_dirent *de = &d->e[i - 2];
-		name = de->name;
 		if (!plus || !de->has_attr) {
-			st.st_ino = de->attr.fileid;
-			st.st_mode = de->attr.mode;
-			if (plus) {
-				struct fuse_entry_param e = {0};
-				e.attr = st;
-				need = fuse_add_direntry_plus(req, buf + pos,
-							      size - pos, name,
-							      &e, i + 1);
-			} else {
-				need = fuse_add_direntry(req, buf + pos,
-							 size - pos, name, &st,
-							 i + 1);
-			}
+			need = add_plain(req, buf + pos, size - pos, de->name,
+					 de->attr.fileid, de->attr.mode, i + 1,
+					 plus);
 			if (need > size - pos)
 				break;
 			pos += need;
 			continue;
 		}
 		/* readdirplus: each entry is a lookup (nlookup + 1) */
-		struct hfs_node *n = hfs_node_link(fs, dn, name, &de->attr, 1);
+		struct hfs_node *n = hfs_node_link(fs, dn, de->name, &de->attr, 1);
 		if (!n)
 			break;
 		struct fuse_entry_param e;
 		fill_entry(fs, n, &de->attr, &e);
-		double left = ac_left(fs, &de->attr, de->checked_ns, real_ns());
+		double left = ac_left(fs, &de->attr, de->checked_ns, now);
 		e.attr_timeout = e.entry_timeout = left > 0 ? left : 0;
-		need = fuse_add_direntry_plus(req, buf + pos, size - pos, name,
-					      &e, i + 1);
+		need = fuse_add_direntry_plus(req, buf + pos, size - pos,
+					      de->name, &e, i + 1);
 		if (need > size - pos) {
 			hfs_node_forget(fs, n->ino, 1);
 			hfs_node_put(fs, n);
