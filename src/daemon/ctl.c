@@ -139,6 +139,8 @@ static void stats_doc(struct hd_ctl *ctl, struct out *o, int table)
 		    L(s->write_bytes));
 		put(o, "read latency    p50 %llu us, p90 %llu us, p99 %llu us\n",
 		    p50, p90, p99);
+		put(o, "directories     %llu listed by the server, %llu from the cache\n",
+		    L(s->listings), L(s->listings_cached));
 		put(o, "invalidations   %llu\n", L(s->invalidations));
 		put(o, "errors          server %llu, cache %llu\n",
 		    L(s->server_errors), L(s->cache_errors));
