@@ -278,6 +278,25 @@ static int file_current(struct hb_file *f)
 	return 0;
 }
 
+/*
+ * @call (which may name the context `ctx`) on connection @c, locked, with
+ * credentials @cr, retried once on a fresh context when libnfs's v4 state
+ * went bad (invariant 4: EXPIRED, BAD_SEQID, BAD_STATEID give ERANGE).
+ * Evaluates to 0 or a negative errno.
+ */
+#define CONN_CALL(n, c, cr, call)                                              \
+	({                                                                     \
+		int r_;                                                        \
+		for (int t_ = 0;; t_++) {                                      \
+			conn_cred((c), (cr));                                  \
+			struct nfs_context *ctx = (c)->ctx;                    \
+			r_ = nfs_err(ctx, (call));                             \
+			if (!conn_retry((n), (c), r_, t_))                     \
+				break;                                         \
+		}                                                              \
+		r_;                                                            \
+	})
+
 /* ---- attributes ------------------------------------------------------- */
 
 static void attr_from_stat64(struct hb_attr *a, const struct nfs_stat_64 *st)
@@ -489,94 +508,72 @@ static int nfs_hb_open(struct hb *b, const struct hb_cred *cr, const char *path,
 	return 0;
 }
 
-static int64_t nfs_hb_pread(struct hb *b, struct hb_file *f, void *buf,
-			    size_t len, uint64_t off)
+/*
+ * The chunk-and-retry loop of pread and pwrite, with f->conn locked: calls
+ * of at most readmax / writemax bytes; once per call, a fresh context when
+ * the v4 state was lost (invariant 4); over v4, the size halved while the
+ * server refuses it (READ: ganesha answers EIO above its maximum rather
+ * than shortening; WRITE: libnfs 4.0 cannot encode a big one).  Stops at
+ * end of file (READ gives 0) or error; a WRITE the server accepts nothing
+ * of is EIO.  Returns the bytes done, or the error if none were.
+ */
+static int64_t file_io(struct nfs_hb *n, struct hb_file *f, char *buf,
+		       size_t len, uint64_t off, int write)
 {
-	struct nfs_hb *n = to_nfs(b);
 	struct nfs_conn *c = f->conn;
+	_Atomic uint32_t *max = write ? &n->writemax : &n->readmax;
 	size_t done = 0;
-	int r = 0;
-
-	pthread_mutex_lock(&c->lock);
 	int retried = 0;
-	r = file_current(f);
+	int r = file_current(f);
 	while (!r && done < len) {
 		conn_cred(c, f->has_cred ? &f->cred : NULL);
 		size_t want = len - done;
-		uint32_t max = atomic_load_explicit(&n->readmax, memory_order_relaxed);
-		if (want > max)
-			want = max;
-		r = nfs_err(c->ctx, nfs_pread(c->ctx, f->fh, off + done, want,
-					      (char *)buf + done));
+		uint32_t m = atomic_load_explicit(max, memory_order_relaxed);
+		if (want > m)
+			want = m;
+		r = nfs_err(c->ctx, write ? nfs_pwrite(c->ctx, f->fh, off + done, want,
+						       buf + done)
+					  : nfs_pread(c->ctx, f->fh, off + done, want,
+						      buf + done));
 		if (!retried && state_lost(n, r) && !conn_reset(n, c)) {
 			retried = 1;
 			r = file_current(f);
 			continue;
 		}
 		if (r == -EIO && n->version == 4 && want > NFS_MIN_IO) {
-			/* The v4 maximum was a guess: a server refuses
-			 * (EIO) rather than shortens a READ above its own. */
-			atomic_store_explicit(&n->readmax, (uint32_t)want / 2,
-					      memory_order_relaxed);
+			atomic_store_explicit(max, (uint32_t)want / 2, memory_order_relaxed);
 			r = 0;
 			continue;
 		}
+		if (r == 0 && write)
+			r = -EIO; /* a server that accepts nothing */
 		if (r <= 0)
-			break; /* error or end of file */
+			break; /* error, or end of file */
 		done += (size_t)r;
 		r = 0;
 	}
-	conn_put(c);
 	if (r < 0 && done == 0)
 		return r;
 	return (int64_t)done;
 }
 
+static int64_t nfs_hb_pread(struct hb *b, struct hb_file *f, void *buf,
+			    size_t len, uint64_t off)
+{
+	pthread_mutex_lock(&f->conn->lock);
+	int64_t r = file_io(to_nfs(b), f, buf, len, off, 0);
+	conn_put(f->conn);
+	return r;
+}
+
 static int64_t nfs_hb_pwrite(struct hb *b, struct hb_file *f, const void *buf,
 			     size_t len, uint64_t off)
 {
-	struct nfs_hb *n = to_nfs(b);
-	struct nfs_conn *c = f->conn;
-	size_t done = 0;
-	int r = 0;
-
-	pthread_mutex_lock(&c->lock);
-	int retried = 0;
-	r = file_current(f);
-	while (!r && done < len) {
-		conn_cred(c, f->has_cred ? &f->cred : NULL);
-		size_t want = len - done;
-		uint32_t max = atomic_load_explicit(&n->writemax, memory_order_relaxed);
-		if (want > max)
-			want = max;
-		r = nfs_err(c->ctx, nfs_pwrite(c->ctx, f->fh, off + done, want,
-					       (const char *)buf + done));
-		if (!retried && state_lost(n, r) && !conn_reset(n, c)) {
-			retried = 1;
-			r = file_current(f);
-			continue;
-		}
-		if (r == -EIO && n->version == 4 && want > NFS_MIN_IO) {
-			/* libnfs could not encode it (or the server refused
-			 * the size): try smaller. */
-			atomic_store_explicit(&n->writemax, (uint32_t)want / 2,
-					      memory_order_relaxed);
-			r = 0;
-			continue;
-		}
-		if (r < 0)
-			break;
-		if (r == 0) {
-			r = -EIO; /* a server that accepts nothing */
-			break;
-		}
-		done += (size_t)r;
-		r = 0;
-	}
-	conn_put(c);
-	if (r < 0 && done == 0)
-		return r;
-	return (int64_t)done;
+	pthread_mutex_lock(&f->conn->lock);
+	/* nfs_pwrite takes a const buffer: file_io only passes it on. */
+	int64_t r = file_io(to_nfs(b), f, (char *)(uintptr_t)buf, len, off, 1);
+	conn_put(f->conn);
+	return r;
 }
 
 static int nfs_hb_fsync(struct hb *b, struct hb_file *f)
@@ -622,19 +619,6 @@ static int nfs_hb_setattr(struct hb *b, const struct hb_cred *cr,
 	const uint32_t times = HB_SET_ATIME | HB_SET_MTIME | HB_SET_ATIME_NOW |
 			       HB_SET_MTIME_NOW;
 
-/* Each call retried once on a fresh connection when libnfs's NFSv4 state
- * went bad (BAD_SEQID, BAD_STATEID: see state_lost), like NFS_CALL. */
-#define SETATTR_CALL(call)                                                     \
-	({                                                                     \
-		int r_;                                                        \
-		for (int t_ = 0;; t_++) {                                      \
-			conn_cred(c, cr);                                      \
-			r_ = nfs_err(c->ctx, (call));                          \
-			if (!conn_retry(to_nfs(b), c, r_, t_))                 \
-				break;                                         \
-		}                                                              \
-		r_;                                                            \
-	})
 	conn_cred(c, cr);
 	/* Partial chown and partial utimes need the current values. */
 	if (((sa->valid & (HB_SET_UID | HB_SET_GID)) &&
@@ -648,17 +632,17 @@ static int nfs_hb_setattr(struct hb *b, const struct hb_cred *cr,
 	if (sa->valid & (HB_SET_UID | HB_SET_GID)) {
 		int uid = (int)(sa->valid & HB_SET_UID ? sa->uid : cur.uid);
 		int gid = (int)(sa->valid & HB_SET_GID ? sa->gid : cur.gid);
-		r = SETATTR_CALL(nfs_lchown(c->ctx, path, uid, gid));
+		r = CONN_CALL(to_nfs(b), c, cr, nfs_lchown(c->ctx, path, uid, gid));
 		if (r)
 			goto out;
 	}
 	if (sa->valid & HB_SET_MODE) {
-		r = SETATTR_CALL(nfs_lchmod(c->ctx, path, (int)(sa->mode & 07777)));
+		r = CONN_CALL(to_nfs(b), c, cr, nfs_lchmod(c->ctx, path, (int)(sa->mode & 07777)));
 		if (r)
 			goto out;
 	}
 	if (sa->valid & HB_SET_SIZE) {
-		r = SETATTR_CALL(nfs_truncate(c->ctx, path, sa->size));
+		r = CONN_CALL(to_nfs(b), c, cr, nfs_truncate(c->ctx, path, sa->size));
 		if (r)
 			goto out;
 	}
@@ -677,7 +661,7 @@ static int nfs_hb_setattr(struct hb *b, const struct hb_cred *cr,
 			tv_from_ts(&tv[1], &sa->mtime);
 		else
 			tv_from_ts(&tv[1], &cur.mtime);
-		r = SETATTR_CALL(nfs_lutimes(c->ctx, path, tv));
+		r = CONN_CALL(to_nfs(b), c, cr, nfs_lutimes(c->ctx, path, tv));
 		if (r)
 			goto out;
 	}
@@ -686,23 +670,15 @@ static int nfs_hb_setattr(struct hb *b, const struct hb_cred *cr,
 out:
 	conn_put(c);
 	return r;
-#undef SETATTR_CALL
 }
 
 /* One locked call on any connection with the caller's credentials. */
 #define NFS_CALL(b, cr, call)                                                  \
 	({                                                                     \
-		struct nfs_conn *c_ = conn_get(to_nfs(b));                     \
-		int r_;                                                        \
-		for (int t_ = 0;; t_++) {                                      \
-			conn_cred(c_, (cr));                                   \
-			struct nfs_context *ctx = c_->ctx;                     \
-			r_ = nfs_err(ctx, (call));                             \
-			if (!conn_retry(to_nfs(b), c_, r_, t_))                \
-				break;                                         \
-		}                                                              \
-		conn_put(c_);                                                  \
-		r_;                                                            \
+		struct nfs_conn *nc_ = conn_get(to_nfs(b));                    \
+		int nr_ = CONN_CALL(to_nfs(b), nc_, (cr), call);               \
+		conn_put(nc_);                                                 \
+		nr_;                                                           \
 	})
 
 static int nfs_hb_mknod(struct hb *b, const struct hb_cred *cr, const char *path,
