@@ -34,7 +34,11 @@
  * 1 MiB reads of one file at once; a synchronous nfs_pread holds its
  * connection for a whole round trip, so without views they went out one
  * after the other (cold sequential reads over 4 ms round trips at half the
- * speed).  v4: each view is an OPEN by that connection's client.
+ * speed).  v4: each view is an OPEN by that connection's client, so a
+ * file read in parallel is open by several clients of ours at once; fine
+ * while the server grants libnfs no delegations (libnfs 4.0 runs no
+ * callback service, so a server that probes the callback path grants none;
+ * ganesha's exports grant none unless configured to).
  *
  * Invariants:
  *  1. conn->lock is held across every libnfs call on conn->ctx, including
