@@ -873,7 +873,8 @@ static int nfs_hb_readlink(struct hb *b, const struct hb_cred *cr,
 		n = len;
 	if (n > (size_t)INT32_MAX)
 		n = INT32_MAX;
-	memcpy(buf, t, n);
+	if (n)
+		memcpy(buf, t, n);
 	free(t);
 	return (int)n;
 }
