@@ -24,7 +24,21 @@
  * connection is free (trylock round the pool, then waits on one).  An open
  * file belongs to the connection that opened it (the v4 open state lives
  * there), chosen as the one with the fewest open files, so reads of
- * different files proceed in parallel up to nconn.
+ * different files proceed in parallel up to nconn.  Writes, fsync and close
+ * go through that owner.  One file's reads proceed in parallel too: a READ
+ * that finds another READ of the same file in progress takes a free
+ * connection and reads through the file's *view* there, its own handle
+ * opened read-only by path on that connection's context the first time
+ * (checked to be the same fileid, so a file renamed over meanwhile is never
+ * read instead), closed at release.  The kernel's readahead sends four
+ * 1 MiB reads of one file at once; a synchronous nfs_pread holds its
+ * connection for a whole round trip, so without views they went out one
+ * after the other (cold sequential reads over 4 ms round trips at half the
+ * speed).  v4: each view is an OPEN by that connection's client, so a
+ * file read in parallel is open by several clients of ours at once; fine
+ * while the server grants libnfs no delegations (libnfs 4.0 runs no
+ * callback service, so a server that probes the callback path grants none;
+ * ganesha's exports grant none unless configured to).
  *
  * Invariants:
  *  1. conn->lock is held across every libnfs call on conn->ctx, including
@@ -39,9 +53,12 @@
  *     server restart, every OPEN/READ/WRITE on that context fails (libnfs
  *     gives ERANGE for NFS4ERR_EXPIRED) for good.  On ERANGE over v4 the
  *     connection gets a fresh context (new client id) in conn->ctx, the old
- *     one moves to conn->retired, and the call is retried once.  A file
- *     whose f->ctx is not conn->ctx reopens itself by path first (a file
- *     renamed meanwhile then fails with ENOENT).
+ *     one moves to conn->retired, and the call is retried once.  A file's
+ *     view whose ctx is not its connection's ctx reopens itself by path
+ *     first (a file renamed meanwhile then fails with ENOENT, one renamed
+ *     over with ESTALE).
+ *  5. f->view[i] (its ctx and fh) is used and changed only with conn[i]'s
+ *     lock held; view[i].state is a hint read unlocked (set under the lock).
  *
  * Limits of libnfs 4.0 (found against ganesha 4.3):
  *  - v4: nfs_readdir entries leave inode, dev and other fields
@@ -138,14 +155,26 @@ struct nfs_hb {
 	struct nfs_conn conn[];
 };
 
+enum { VIEW_NONE, VIEW_OPEN, VIEW_FAILED };
+
+/* One open file's handle on one connection (invariant 5). */
+struct nfs_view {
+	struct nfs_context *ctx; /* the context fh belongs to */
+	struct nfsfh *fh;        /* NULL: not open on this connection */
+	atomic_int state;        /* VIEW_*: a hint for read_conn and release */
+};
+
 struct hb_file {
-	struct nfs_conn *conn;
-	struct nfs_context *ctx; /* conn->lock: the context fh belongs to */
-	struct nfsfh *fh;        /* conn->lock */
+	struct nfs_conn *conn;   /* the owner: opened it, writes, closes */
 	struct hb_cred cred;
 	int has_cred;
-	int flags; /* for a reopen: access mode only */
-	char path[]; /* for a reopen */
+	int flags;               /* for a reopen: access mode only */
+	int known;               /* fsid/fileid known: views allowed */
+	uint64_t fsid, fileid;   /* from the open, to check reopens */
+	atomic_int reading;      /* preads in progress */
+	atomic_uint next;        /* round-robin start for read_conn */
+	char *path;              /* for a reopen, after view[] */
+	struct nfs_view view[];  /* [nconn], view[conn->idx] the owner's */
 };
 
 static struct nfs_hb *to_nfs(struct hb *b)
@@ -261,22 +290,58 @@ static int conn_retry(struct nfs_hb *n, struct nfs_conn *c, int r, int attempt)
 	return attempt == 0 && state_lost(n, r) && conn_reset(n, c) == 0;
 }
 
-/* Invariant 4: make @f's handle belong to its connection's context. */
-static int file_current(struct hb_file *f)
+/*
+ * Invariants 4, 5: make @f's view on @c (locked) a handle of c->ctx,
+ * (re)opening it by path: the owner's with the file's access mode, any
+ * other read-only.  A handle that names another file than the one opened
+ * (renamed over meanwhile) is refused with ESTALE.
+ */
+static int view_current(struct nfs_hb *n, struct hb_file *f, struct nfs_conn *c)
 {
-	struct nfs_conn *c = f->conn;
+	struct nfs_view *v = &f->view[c->idx];
 	struct nfsfh *fh;
-	if (f->ctx == c->ctx)
+	if (v->fh && v->ctx == c->ctx)
 		return 0;
 	conn_cred(c, f->has_cred ? &f->cred : NULL);
-	int r = nfs_err(c->ctx, nfs_open(c->ctx, f->path, f->flags, &fh));
+	int r = nfs_err(c->ctx, nfs_open(c->ctx, f->path,
+					 c == f->conn ? f->flags : O_RDONLY, &fh));
+	if (!r && f->known) {
+		struct nfs_stat_64 st;
+		r = nfs_err(c->ctx, nfs_fstat64(c->ctx, fh, &st));
+		if (!r && (st.nfs_ino != f->fileid ||
+			   (n->version == 3 && st.nfs_dev != f->fsid)))
+			r = -ESTALE;
+		if (r)
+			nfs_close(c->ctx, fh);
+	}
 	if (r)
 		return r;
-	nfs_close(f->ctx, f->fh); /* frees it; the CLOSE itself fails */
-	f->ctx = c->ctx;
-	f->fh = fh;
+	if (v->fh)
+		nfs_close(v->ctx, v->fh); /* frees it; the CLOSE itself fails */
+	v->ctx = c->ctx;
+	v->fh = fh;
+	atomic_store(&v->state, VIEW_OPEN);
 	return 0;
 }
+
+/*
+ * @call (which may name the context `ctx`) on connection @c, locked, with
+ * credentials @cr, retried once on a fresh context when libnfs's v4 state
+ * went bad (invariant 4: EXPIRED, BAD_SEQID, BAD_STATEID give ERANGE).
+ * Evaluates to 0 or a negative errno.
+ */
+#define CONN_CALL(n, c, cr, call)                                              \
+	({                                                                     \
+		int r_;                                                        \
+		for (int t_ = 0;; t_++) {                                      \
+			conn_cred((c), (cr));                                  \
+			struct nfs_context *ctx = (c)->ctx;                    \
+			r_ = nfs_err(ctx, (call));                             \
+			if (!conn_retry((n), (c), r_, t_))                     \
+				break;                                         \
+		}                                                              \
+		r_;                                                            \
+	})
 
 /* ---- attributes ------------------------------------------------------- */
 
@@ -440,10 +505,12 @@ static int nfs_hb_open(struct hb *b, const struct hb_cred *cr, const char *path,
 {
 	struct nfs_hb *n = to_nfs(b);
 	size_t plen = strlen(path);
-	struct hb_file *f = calloc(1, sizeof(*f) + plen + 1);
+	size_t vsize = (size_t)n->nconn * sizeof(struct nfs_view);
+	struct hb_file *f = calloc(1, sizeof(*f) + vsize + plen + 1);
 	int r;
 	if (!f)
 		return -ENOMEM;
+	f->path = (char *)f + sizeof(*f) + vsize;
 	memcpy(f->path, path, plen + 1);
 	if (cr) {
 		f->cred = *cr;
@@ -452,31 +519,36 @@ static int nfs_hb_open(struct hb *b, const struct hb_cred *cr, const char *path,
 	flags &= O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC;
 	f->flags = flags & O_ACCMODE;
 	struct nfs_conn *c = conn_for_open(n);
+	struct nfs_view *v = &f->view[c->idx];
 	pthread_mutex_lock(&c->lock);
 	for (int t = 0;; t++) {
 		conn_cred(c, cr);
 		if (flags & O_CREAT) {
 			/* Not nfs_create: over v4 its handle cannot be
 			 * written ("Failed to encode COMPOUND4args"). */
-			r = nfs_open2(c->ctx, path, flags, (int)(mode & 07777), &f->fh);
+			r = nfs_open2(c->ctx, path, flags, (int)(mode & 07777), &v->fh);
 			/* libnfs v4 creates GUARDED even without O_EXCL. */
 			if (r == -EEXIST && !(flags & O_EXCL) && n->version == 4)
-				r = nfs_open(c->ctx, path, flags & ~O_CREAT, &f->fh);
+				r = nfs_open(c->ctx, path, flags & ~O_CREAT, &v->fh);
 		} else {
-			r = nfs_open(c->ctx, path, flags, &f->fh);
+			r = nfs_open(c->ctx, path, flags, &v->fh);
 		}
 		r = nfs_err(c->ctx, r);
 		if (!conn_retry(n, c, r, t))
 			break;
 	}
-	f->ctx = c->ctx;
+	v->ctx = c->ctx;
 	if (!r && attr) {
 		struct nfs_stat_64 st;
-		r = nfs_err(c->ctx, nfs_fstat64(c->ctx, f->fh, &st));
-		if (r)
-			nfs_close(c->ctx, f->fh);
-		else
+		r = nfs_err(c->ctx, nfs_fstat64(c->ctx, v->fh, &st));
+		if (r) {
+			nfs_close(c->ctx, v->fh);
+		} else {
 			attr_from_stat64(attr, &st);
+			f->fsid = st.nfs_dev;
+			f->fileid = st.nfs_ino;
+			f->known = 1;
+		}
 	}
 	conn_put(c);
 	if (r) {
@@ -484,109 +556,135 @@ static int nfs_hb_open(struct hb *b, const struct hb_cred *cr, const char *path,
 		return r;
 	}
 	f->conn = c;
+	atomic_store(&v->state, VIEW_OPEN);
 	atomic_fetch_add(&c->nfiles, 1);
 	*fp = f;
 	return 0;
+}
+
+/*
+ * The chunk-and-retry loop of pread and pwrite through @f's view on @c
+ * (locked; for a write the owner): calls
+ * of at most readmax / writemax bytes; once per call, a fresh context when
+ * the v4 state was lost (invariant 4); over v4, the size halved while the
+ * server refuses it (READ: ganesha answers EIO above its maximum rather
+ * than shortening; WRITE: libnfs 4.0 cannot encode a big one).  Stops at
+ * end of file (READ gives 0) or error; a WRITE the server accepts nothing
+ * of is EIO.  Returns the bytes done, or the error if none were.
+ */
+static int64_t file_io(struct nfs_hb *n, struct hb_file *f, struct nfs_conn *c,
+		       char *buf, size_t len, uint64_t off, int write)
+{
+	struct nfs_view *v = &f->view[c->idx];
+	_Atomic uint32_t *max = write ? &n->writemax : &n->readmax;
+	size_t done = 0;
+	int retried = 0;
+	int r = view_current(n, f, c);
+	while (!r && done < len) {
+		conn_cred(c, f->has_cred ? &f->cred : NULL);
+		size_t want = len - done;
+		uint32_t m = atomic_load_explicit(max, memory_order_relaxed);
+		if (want > m)
+			want = m;
+		r = nfs_err(c->ctx, write ? nfs_pwrite(c->ctx, v->fh, off + done, want,
+						       buf + done)
+					  : nfs_pread(c->ctx, v->fh, off + done, want,
+						      buf + done));
+		if (!retried && state_lost(n, r) && !conn_reset(n, c)) {
+			retried = 1;
+			r = view_current(n, f, c);
+			continue;
+		}
+		if (r == -EIO && n->version == 4 && want > NFS_MIN_IO) {
+			atomic_store_explicit(max, (uint32_t)want / 2, memory_order_relaxed);
+			r = 0;
+			continue;
+		}
+		if (r == 0 && write)
+			r = -EIO; /* a server that accepts nothing */
+		if (r <= 0)
+			break; /* error, or end of file */
+		done += (size_t)r;
+		r = 0;
+	}
+	if (r < 0 && done == 0)
+		return r;
+	return (int64_t)done;
+}
+
+/*
+ * The connection, locked, for a READ of @f: the owner unless another READ
+ * of @f is in progress and a connection is free, preferring one where @f
+ * has a view already.  Views are opened lazily, so a file read by one
+ * thread at a time never opens one.
+ */
+static struct nfs_conn *read_conn(struct nfs_hb *n, struct hb_file *f)
+{
+	struct nfs_conn *own = f->conn;
+	if (atomic_fetch_add(&f->reading, 1) == 0 || !f->known || n->nconn == 1) {
+		pthread_mutex_lock(&own->lock);
+		return own;
+	}
+	if (!pthread_mutex_trylock(&own->lock))
+		return own;
+	unsigned start = atomic_fetch_add_explicit(&f->next, 1, memory_order_relaxed);
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < n->nconn; i++) {
+			struct nfs_conn *c = &n->conn[(start + (unsigned)i) % (unsigned)n->nconn];
+			int st = atomic_load_explicit(&f->view[c->idx].state,
+						      memory_order_relaxed);
+			if (c == own || st == VIEW_FAILED || (pass == 0 && st != VIEW_OPEN))
+				continue;
+			if (!pthread_mutex_trylock(&c->lock))
+				return c;
+		}
+	}
+	pthread_mutex_lock(&own->lock);
+	return own;
 }
 
 static int64_t nfs_hb_pread(struct hb *b, struct hb_file *f, void *buf,
 			    size_t len, uint64_t off)
 {
 	struct nfs_hb *n = to_nfs(b);
-	struct nfs_conn *c = f->conn;
-	size_t done = 0;
-	int r = 0;
-
-	pthread_mutex_lock(&c->lock);
-	int retried = 0;
-	r = file_current(f);
-	while (!r && done < len) {
-		conn_cred(c, f->has_cred ? &f->cred : NULL);
-		size_t want = len - done;
-		uint32_t max = atomic_load_explicit(&n->readmax, memory_order_relaxed);
-		if (want > max)
-			want = max;
-		r = nfs_err(c->ctx, nfs_pread(c->ctx, f->fh, off + done, want,
-					      (char *)buf + done));
-		if (!retried && state_lost(n, r) && !conn_reset(n, c)) {
-			retried = 1;
-			r = file_current(f);
-			continue;
+	struct nfs_conn *c = read_conn(n, f);
+	if (c != f->conn) {
+		int r = view_current(n, f, c);
+		if (state_lost(n, r) && !conn_reset(n, c))
+			r = view_current(n, f, c);
+		if (r) {
+			/* Only a shortcut: read through the owner.  A stale
+			 * handle left in the view is closed at release. */
+			atomic_store(&f->view[c->idx].state, VIEW_FAILED);
+			conn_put(c);
+			c = f->conn;
+			pthread_mutex_lock(&c->lock);
 		}
-		if (r == -EIO && n->version == 4 && want > NFS_MIN_IO) {
-			/* The v4 maximum was a guess: a server refuses
-			 * (EIO) rather than shortens a READ above its own. */
-			atomic_store_explicit(&n->readmax, (uint32_t)want / 2,
-					      memory_order_relaxed);
-			r = 0;
-			continue;
-		}
-		if (r <= 0)
-			break; /* error or end of file */
-		done += (size_t)r;
-		r = 0;
 	}
+	int64_t r = file_io(n, f, c, buf, len, off, 0);
 	conn_put(c);
-	if (r < 0 && done == 0)
-		return r;
-	return (int64_t)done;
+	atomic_fetch_sub(&f->reading, 1);
+	return r;
 }
 
 static int64_t nfs_hb_pwrite(struct hb *b, struct hb_file *f, const void *buf,
 			     size_t len, uint64_t off)
 {
-	struct nfs_hb *n = to_nfs(b);
-	struct nfs_conn *c = f->conn;
-	size_t done = 0;
-	int r = 0;
-
-	pthread_mutex_lock(&c->lock);
-	int retried = 0;
-	r = file_current(f);
-	while (!r && done < len) {
-		conn_cred(c, f->has_cred ? &f->cred : NULL);
-		size_t want = len - done;
-		uint32_t max = atomic_load_explicit(&n->writemax, memory_order_relaxed);
-		if (want > max)
-			want = max;
-		r = nfs_err(c->ctx, nfs_pwrite(c->ctx, f->fh, off + done, want,
-					       (const char *)buf + done));
-		if (!retried && state_lost(n, r) && !conn_reset(n, c)) {
-			retried = 1;
-			r = file_current(f);
-			continue;
-		}
-		if (r == -EIO && n->version == 4 && want > NFS_MIN_IO) {
-			/* libnfs could not encode it (or the server refused
-			 * the size): try smaller. */
-			atomic_store_explicit(&n->writemax, (uint32_t)want / 2,
-					      memory_order_relaxed);
-			r = 0;
-			continue;
-		}
-		if (r < 0)
-			break;
-		if (r == 0) {
-			r = -EIO; /* a server that accepts nothing */
-			break;
-		}
-		done += (size_t)r;
-		r = 0;
-	}
-	conn_put(c);
-	if (r < 0 && done == 0)
-		return r;
-	return (int64_t)done;
+	pthread_mutex_lock(&f->conn->lock);
+	/* nfs_pwrite takes a const buffer: file_io only passes it on. */
+	int64_t r = file_io(to_nfs(b), f, f->conn, (char *)(uintptr_t)buf, len, off, 1);
+	conn_put(f->conn);
+	return r;
 }
 
 static int nfs_hb_fsync(struct hb *b, struct hb_file *f)
 {
 	struct nfs_conn *c = f->conn;
 	pthread_mutex_lock(&c->lock);
-	int r = file_current(f);
+	int r = view_current(to_nfs(b), f, c);
 	if (!r) {
 		conn_cred(c, f->has_cred ? &f->cred : NULL);
-		r = nfs_err(c->ctx, nfs_fsync(c->ctx, f->fh));
+		r = nfs_err(c->ctx, nfs_fsync(c->ctx, f->view[c->idx].fh));
 	}
 	conn_put(c);
 	return r;
@@ -594,11 +692,28 @@ static int nfs_hb_fsync(struct hb *b, struct hb_file *f)
 
 static int nfs_hb_release(struct hb *b, struct hb_file *f)
 {
+	struct nfs_hb *n = to_nfs(b);
 	struct nfs_conn *c = f->conn;
+	int r = 0;
+	/* No READ of f is in progress: the states are exact.  The views
+	 * first; their errors do not matter, the owner's is the answer. */
+	for (int i = 0; i < n->nconn; i++) {
+		struct nfs_conn *vc = &n->conn[i];
+		struct nfs_view *v = &f->view[i];
+		if (vc == c || atomic_load(&v->state) == VIEW_NONE)
+			continue;
+		pthread_mutex_lock(&vc->lock);
+		if (v->fh) {
+			conn_cred(vc, f->has_cred ? &f->cred : NULL);
+			nfs_close(v->ctx, v->fh);
+		}
+		conn_put(vc);
+	}
+	struct nfs_view *v = &f->view[c->idx];
 	pthread_mutex_lock(&c->lock);
 	conn_cred(c, f->has_cred ? &f->cred : NULL);
-	int r = nfs_err(f->ctx, nfs_close(f->ctx, f->fh));
-	if (f->ctx != c->ctx || state_lost(to_nfs(b), r))
+	r = nfs_err(v->ctx, nfs_close(v->ctx, v->fh));
+	if (v->ctx != c->ctx || state_lost(n, r))
 		r = 0; /* the server dropped that state already */
 	conn_put(c);
 	atomic_fetch_sub(&c->nfiles, 1);
@@ -622,19 +737,6 @@ static int nfs_hb_setattr(struct hb *b, const struct hb_cred *cr,
 	const uint32_t times = HB_SET_ATIME | HB_SET_MTIME | HB_SET_ATIME_NOW |
 			       HB_SET_MTIME_NOW;
 
-/* Each call retried once on a fresh connection when libnfs's NFSv4 state
- * went bad (BAD_SEQID, BAD_STATEID: see state_lost), like NFS_CALL. */
-#define SETATTR_CALL(call)                                                     \
-	({                                                                     \
-		int r_;                                                        \
-		for (int t_ = 0;; t_++) {                                      \
-			conn_cred(c, cr);                                      \
-			r_ = nfs_err(c->ctx, (call));                          \
-			if (!conn_retry(to_nfs(b), c, r_, t_))                 \
-				break;                                         \
-		}                                                              \
-		r_;                                                            \
-	})
 	conn_cred(c, cr);
 	/* Partial chown and partial utimes need the current values. */
 	if (((sa->valid & (HB_SET_UID | HB_SET_GID)) &&
@@ -648,17 +750,17 @@ static int nfs_hb_setattr(struct hb *b, const struct hb_cred *cr,
 	if (sa->valid & (HB_SET_UID | HB_SET_GID)) {
 		int uid = (int)(sa->valid & HB_SET_UID ? sa->uid : cur.uid);
 		int gid = (int)(sa->valid & HB_SET_GID ? sa->gid : cur.gid);
-		r = SETATTR_CALL(nfs_lchown(c->ctx, path, uid, gid));
+		r = CONN_CALL(to_nfs(b), c, cr, nfs_lchown(c->ctx, path, uid, gid));
 		if (r)
 			goto out;
 	}
 	if (sa->valid & HB_SET_MODE) {
-		r = SETATTR_CALL(nfs_lchmod(c->ctx, path, (int)(sa->mode & 07777)));
+		r = CONN_CALL(to_nfs(b), c, cr, nfs_lchmod(c->ctx, path, (int)(sa->mode & 07777)));
 		if (r)
 			goto out;
 	}
 	if (sa->valid & HB_SET_SIZE) {
-		r = SETATTR_CALL(nfs_truncate(c->ctx, path, sa->size));
+		r = CONN_CALL(to_nfs(b), c, cr, nfs_truncate(c->ctx, path, sa->size));
 		if (r)
 			goto out;
 	}
@@ -677,7 +779,7 @@ static int nfs_hb_setattr(struct hb *b, const struct hb_cred *cr,
 			tv_from_ts(&tv[1], &sa->mtime);
 		else
 			tv_from_ts(&tv[1], &cur.mtime);
-		r = SETATTR_CALL(nfs_lutimes(c->ctx, path, tv));
+		r = CONN_CALL(to_nfs(b), c, cr, nfs_lutimes(c->ctx, path, tv));
 		if (r)
 			goto out;
 	}
@@ -686,23 +788,15 @@ static int nfs_hb_setattr(struct hb *b, const struct hb_cred *cr,
 out:
 	conn_put(c);
 	return r;
-#undef SETATTR_CALL
 }
 
 /* One locked call on any connection with the caller's credentials. */
 #define NFS_CALL(b, cr, call)                                                  \
 	({                                                                     \
-		struct nfs_conn *c_ = conn_get(to_nfs(b));                     \
-		int r_;                                                        \
-		for (int t_ = 0;; t_++) {                                      \
-			conn_cred(c_, (cr));                                   \
-			struct nfs_context *ctx = c_->ctx;                     \
-			r_ = nfs_err(ctx, (call));                             \
-			if (!conn_retry(to_nfs(b), c_, r_, t_))                \
-				break;                                         \
-		}                                                              \
-		conn_put(c_);                                                  \
-		r_;                                                            \
+		struct nfs_conn *nc_ = conn_get(to_nfs(b));                    \
+		int nr_ = CONN_CALL(to_nfs(b), nc_, (cr), call);               \
+		conn_put(nc_);                                                 \
+		nr_;                                                           \
 	})
 
 static int nfs_hb_mknod(struct hb *b, const struct hb_cred *cr, const char *path,
@@ -779,7 +873,8 @@ static int nfs_hb_readlink(struct hb *b, const struct hb_cred *cr,
 		n = len;
 	if (n > (size_t)INT32_MAX)
 		n = INT32_MAX;
-	memcpy(buf, t, n);
+	if (n)
+		memcpy(buf, t, n);
 	free(t);
 	return (int)n;
 }

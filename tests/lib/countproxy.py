@@ -19,8 +19,12 @@ after every chunk and on SIGUSR1) up to date:
   reads             NFSv3 READ calls + NFSv4 READ ops
   writes            NFSv3 WRITE calls + NFSv4 WRITE ops
   mount_calls       MOUNT protocol calls (program 100005)
+  reads_in_flight   calls with a READ passed on whose reply has not come
+                    back yet, over all connections; max_reads_in_flight
+                    the most there ever were (do READs overlap?)
 
-Parsing is of the client->server stream only: RPC record marking, the
+Parsing is of the client->server stream, and of the replies only their
+record marking and xid (for reads_in_flight): RPC record marking, the
 call header (xid, program, version, procedure) and for NFSv4 the COMPOUND's
 operations.  Operations are walked while their arguments have a known
 length (PUTFH, PUTROOTFH, GETATTR, GETFH, LOOKUP, LOOKUPP, ACCESS, READ,
@@ -63,7 +67,8 @@ class Stats:
         self.path = path
         self.d = {"connections": 0, "bytes_to_server": 0, "bytes_to_client": 0,
                   "rpc_calls": 0, "nfs_calls": {}, "nfs4_ops": {}, "reads": 0,
-                  "writes": 0, "mount_calls": 0}
+                  "writes": 0, "mount_calls": 0, "reads_in_flight": 0,
+                  "max_reads_in_flight": 0}
         self.dirty = True
 
     def bump(self, key, sub=None, n=1):
@@ -120,7 +125,15 @@ def _skip_op(op, b, o):
 
 
 def parse_call(rec, st):
-    """Count one RPC record from the client."""
+    """Count one RPC record from the client; its xid if it holds a READ."""
+    reads0 = st.d["reads"]
+    _count_call(rec, st)
+    if st.d["reads"] != reads0 and len(rec) >= 4:
+        return struct.unpack_from(">I", rec, 0)[0]
+    return None
+
+
+def _count_call(rec, st):
     try:
         xid, mtype = struct.unpack_from(">II", rec, 0)
         if mtype != 0:
@@ -171,8 +184,9 @@ def parse_call(rec, st):
 class CallParser:
     """Reassembles RPC records (RFC 5531 record marking) from a stream."""
 
-    def __init__(self, st):
+    def __init__(self, st, reads):
         self.st = st
+        self.reads = reads  # xids of READ calls in flight on this connection
         self.buf = bytearray()
         self.frags = bytearray()
 
@@ -187,8 +201,55 @@ class CallParser:
             self.frags += self.buf[4:4 + min(n, 65536)]
             del self.buf[:4 + n]
             if hdr & 0x80000000:
-                parse_call(bytes(self.frags), self.st)
+                xid = parse_call(bytes(self.frags), self.st)
                 self.frags = bytearray()
+                if xid is not None and xid not in self.reads:
+                    self.reads.add(xid)
+                    n = self.st.d["reads_in_flight"] + 1
+                    self.st.d["reads_in_flight"] = n
+                    if n > self.st.d["max_reads_in_flight"]:
+                        self.st.d["max_reads_in_flight"] = n
+
+
+class ReplyParser:
+    """Follows the record marking of the server's replies without keeping
+    them (READ replies are big): the xid that opens each record ends a READ
+    in flight."""
+
+    def __init__(self, st, reads):
+        self.st = st
+        self.reads = reads
+        self.hdr = bytearray()   # a fragment header being read
+        self.left = 0            # bytes of the current fragment still to come
+        self.last = True         # the current fragment ends its record
+        self.xid = None          # bytes of the record's xid, while incomplete
+
+    def feed(self, data):
+        i = 0
+        while i < len(data):
+            if self.left == 0:
+                take = min(4 - len(self.hdr), len(data) - i)
+                self.hdr += data[i:i + take]
+                i += take
+                if len(self.hdr) < 4:
+                    return
+                h = struct.unpack(">I", bytes(self.hdr))[0]
+                self.hdr = bytearray()
+                if self.last:
+                    self.xid = bytearray()  # a new record starts
+                self.left, self.last = h & 0x7FFFFFFF, bool(h & 0x80000000)
+                continue
+            take = min(self.left, len(data) - i)
+            if self.xid is not None:
+                self.xid += data[i:i + min(take, 4 - len(self.xid))]
+                if len(self.xid) == 4:
+                    xid = struct.unpack(">I", bytes(self.xid))[0]
+                    self.xid = None
+                    if xid in self.reads:
+                        self.reads.discard(xid)
+                        self.st.bump("reads_in_flight", n=-1)
+            self.left -= take
+            i += take
 
 
 async def pump(reader, writer, st, key, delay, parser):
@@ -238,9 +299,11 @@ async def handle(creader, cwriter, target, st, delay):
     except OSError:
         cwriter.close()
         return
+    reads = set()
     await asyncio.gather(
-        pump(creader, swriter, st, "bytes_to_server", delay, CallParser(st)),
-        pump(sreader, cwriter, st, "bytes_to_client", delay, None))
+        pump(creader, swriter, st, "bytes_to_server", delay, CallParser(st, reads)),
+        pump(sreader, cwriter, st, "bytes_to_client", delay, ReplyParser(st, reads)))
+    st.d["reads_in_flight"] -= len(reads)  # the connection closed on them
     for w in (swriter, cwriter):
         w.close()
     st.write()
