@@ -1,17 +1,19 @@
 /*
  * io.c - the data path: read (cache hit, miss, readahead) and write.
  *
- * Owns: the pool of cache-fill buffers, the background workers
+ * Owns: the pools of cache-fill and hit buffers, the background workers
  * (readahead, and the rare hit that turned into a miss), open file handles'
  * lifetime (hfs_fh_put) and the read latency histogram.  Does not own:
  * coherency decisions (ops.c, at open) or the cache format (the engine).
  *
  * Read:
  *   hit   every byte asked for (up to the size seen at open) is present:
- *         hoard_read() into a pool buffer; the reply is sent from the
+ *         hoard_read() into a pool buffer (a small hit buffer for reads
+ *         of up to HFS_SMALL_MAX, so that a queue of 4 KiB reads does not
+ *         drain the 1 MiB fill buffers); the reply is sent from the
  *         engine's completion thread (hit_done), the FUSE thread returns at
- *         once.  No pool buffer free -> blocking hoard_pread into the
- *         thread's own buffer.
+ *         once.  No buffer free -> blocking hoard_pread into the thread's
+ *         own buffer.
  *   miss  the request is rounded out to whole blocks and read from the
  *         server into the thread's own buffer; the reader gets its reply
  *         first, then the whole blocks (and a short last block at EOF) are
@@ -138,9 +140,34 @@ static struct hfs_buf *pool_get_wait(struct hfs *fs)
 	return b;
 }
 
+/* A buffer for a hit of @need bytes (whole blocks): a small one when it
+ * fits, else a fill buffer (none kept back: the reader waits). */
+static struct hfs_buf *hit_buf_get(struct hfs *fs, uint64_t need)
+{
+	if (need > HFS_SMALL_BUF)
+		return pool_get(fs, 0);
+	struct hfs_buf *b = NULL;
+	pthread_mutex_lock(&fs->pool_lock);
+	if (fs->small_free) {
+		b = fs->small_free;
+		fs->small_free = b->next;
+		fs->small_inflight++;
+	}
+	pthread_mutex_unlock(&fs->pool_lock);
+	return b ? b : pool_get(fs, 0);
+}
+
 static void pool_put(struct hfs *fs, struct hfs_buf *b)
 {
 	pthread_mutex_lock(&fs->pool_lock);
+	if (b->small) {
+		b->next = fs->small_free;
+		fs->small_free = b;
+		if (--fs->small_inflight == 0)
+			pthread_cond_broadcast(&fs->wq_idle); /* hfs_io_stop */
+		pthread_mutex_unlock(&fs->pool_lock);
+		return;
+	}
 	b->next = fs->pool_free;
 	fs->pool_free = b;
 	fs->pool_inflight--;
@@ -446,7 +473,7 @@ void hfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		 * first, so a cold read does not take a detour. */
 		if (atomic_load_explicit(&fh->last_hit, memory_order_relaxed) ||
 		    all_present(fs, fh->obj, aoff, end)) {
-			struct hfs_buf *b = pool_get(fs, 0);
+			struct hfs_buf *b = hit_buf_get(fs, RND_UP(end) - aoff);
 			if (b) {
 				b->req = req;
 				b->fh = fh;
@@ -619,6 +646,22 @@ int hfs_io_init(struct hfs *fs)
 		fs->pool_free = b;
 		fs->pool_n++;
 	}
+	fs->small_all = calloc(HFS_SMALL_BUFS, sizeof(*fs->small_all));
+	if (!fs->small_all)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < HFS_SMALL_BUFS; i++) {
+		struct hfs_buf *b = &fs->small_all[i];
+		void *p;
+		if (posix_memalign(&p, BLK, HFS_SMALL_BUF))
+			return -ENOMEM;
+		memset(p, 0, HFS_SMALL_BUF);
+		b->data = p;
+		b->fs = fs;
+		b->small = true;
+		b->next = fs->small_free;
+		fs->small_free = b;
+		fs->small_n++;
+	}
 	for (int i = 0; i < HFS_WORKERS; i++) {
 		if (pthread_create(&fs->workers[i], NULL, worker, fs))
 			return -EAGAIN;
@@ -638,7 +681,7 @@ void hfs_io_stop(struct hfs *fs)
 	fs->nworkers = 0;
 	/* in-flight fills: wait for their callbacks */
 	pthread_mutex_lock(&fs->pool_lock);
-	while (fs->pool_inflight)
+	while (fs->pool_inflight || fs->small_inflight)
 		pthread_cond_wait(&fs->wq_idle, &fs->pool_lock);
 	pthread_mutex_unlock(&fs->pool_lock);
 	for (uint32_t i = 0; fs->pool_all && i < fs->pool_n; i++)
@@ -646,4 +689,9 @@ void hfs_io_stop(struct hfs *fs)
 	free(fs->pool_all);
 	fs->pool_all = NULL;
 	fs->pool_free = NULL;
+	for (uint32_t i = 0; fs->small_all && i < fs->small_n; i++)
+		free(fs->small_all[i].data);
+	free(fs->small_all);
+	fs->small_all = NULL;
+	fs->small_free = NULL;
 }
