@@ -169,6 +169,7 @@ struct hfs {
 	struct hfs_buf *small_all;
 	uint32_t small_n;
 	uint32_t small_inflight;     /* pool_lock */
+	atomic_uint hits_inflight;   /* cache reads under way (io.c read_hit) */
 
 	/* background work: readahead and hit-path fallbacks */
 	pthread_mutex_t wq_lock;

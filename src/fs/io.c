@@ -408,21 +408,20 @@ static void maybe_readahead(struct hfs *fs, struct hfs_fh *fh, uint64_t off,
 
 /* ---- read ---- */
 
+static void hit_stats(struct hfs *fs, size_t got, uint64_t t0);
+
 static void hit_done(void *arg, int64_t res)
 {
 	struct hfs_buf *b = arg;
 	struct hfs *fs = b->fs;
 	struct hfs_fh *fh = b->fh;
 	uint64_t skip = b->off - b->aoff;
+	/* before the reply: the reader's next read may then go inline */
+	atomic_fetch_sub(&fs->hits_inflight, 1);
 	if (res >= 0 && (uint64_t)res >= skip + b->size) {
 		atomic_store_explicit(&fh->last_hit, true, memory_order_relaxed);
 		fuse_reply_buf(b->req, (const char *)b->data + skip, b->size);
-		add(&fs->st.read_ops, 1);
-		add(&fs->st.read_bytes, b->size);
-		add(&fs->st.hit_ops, 1);
-		add(&fs->st.hit_bytes, b->size);
-		add(&fs->st.cache_bytes, b->size);
-		record_lat(fs, b->t0);
+		hit_stats(fs, b->size, b->t0);
 		pool_put(fs, b);
 		hfs_fh_put(fs, fh);
 		return;
@@ -440,6 +439,72 @@ static void hit_done(void *arg, int64_t res)
 		do_miss(fs, j.req, fh, j.off, j.len, j.t0);
 		hfs_fh_put(fs, fh);
 	}
+}
+
+static void hit_stats(struct hfs *fs, size_t got, uint64_t t0)
+{
+	add(&fs->st.read_ops, 1);
+	add(&fs->st.read_bytes, got);
+	add(&fs->st.hit_ops, 1);
+	add(&fs->st.hit_bytes, got);
+	add(&fs->st.cache_bytes, got);
+	record_lat(fs, t0);
+}
+
+/* Serve [uoff, end) from the cache (aoff = uoff's block).  True if the
+ * request is answered or handed to hit_done; false: the caller goes to
+ * the server.
+ *
+ * A read with no other hit in flight (a reader at queue depth 1) is read
+ * in this thread (hoard_read_sync): the device read wakes this thread
+ * directly, where the completion thread would cost one more wakeup and a
+ * hop before the reply.  Reads that overlap go asynchronously, so a FUSE
+ * thread never waits behind a queue of them. */
+static bool read_hit(struct hfs *fs, fuse_req_t req, struct hfs_fh *fh,
+		     uint64_t aoff, uint64_t uoff, uint64_t end, uint64_t t0)
+{
+	uint64_t need = RND_UP(end) - aoff;
+	if (atomic_fetch_add(&fs->hits_inflight, 1) == 0 && need <= HFS_MAX_IO) {
+		uint8_t *tb = thread_buf();
+		int64_t n = tb ? hoard_read_sync(fs->cache, fh->obj, aoff, need, tb) : -ENOMEM;
+		atomic_fetch_sub(&fs->hits_inflight, 1);
+		if (n >= (int64_t)(end - aoff)) {
+			atomic_store_explicit(&fh->last_hit, true, memory_order_relaxed);
+			fuse_reply_buf(req, (const char *)tb + (uoff - aoff), end - uoff);
+			hit_stats(fs, end - uoff, t0);
+			return true;
+		}
+		atomic_store_explicit(&fh->last_hit, false, memory_order_relaxed);
+		if (n < 0)
+			add(&fs->st.cache_errors, 1);
+		return false;
+	}
+	struct hfs_buf *b = hit_buf_get(fs, need);
+	if (b) {
+		b->req = req;
+		b->fh = fh;
+		b->aoff = aoff;
+		b->off = uoff;
+		b->size = end - uoff;
+		b->t0 = t0;
+		atomic_fetch_add(&fh->refs, 1);
+		int r = hoard_read(fs->cache, fh->obj, aoff, need, b->data, hit_done, b);
+		if (r >= 0)
+			return true; /* hit_done replies */
+		atomic_fetch_sub(&fs->hits_inflight, 1);
+		atomic_fetch_sub(&fh->refs, 1);
+		pool_put(fs, b);
+		add(&fs->st.cache_errors, 1);
+		return false;
+	}
+	atomic_fetch_sub(&fs->hits_inflight, 1);
+	uint8_t *tb = thread_buf();
+	int64_t n = tb ? hoard_pread(fs->cache, fh->obj, tb, need, aoff) : -ENOMEM;
+	if (n < (int64_t)(end - aoff))
+		return false;
+	fuse_reply_buf(req, (const char *)tb + (uoff - aoff), end - uoff);
+	hit_stats(fs, end - uoff, t0);
+	return true;
 }
 
 /* 1 if [off, end) is all in the cache. */
@@ -471,45 +536,11 @@ void hfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		/* A warm reader reads straight from the cache (hit_done falls
 		 * back to the server if something is missing); otherwise ask
 		 * first, so a cold read does not take a detour. */
-		if (atomic_load_explicit(&fh->last_hit, memory_order_relaxed) ||
-		    all_present(fs, fh->obj, aoff, end)) {
-			struct hfs_buf *b = hit_buf_get(fs, RND_UP(end) - aoff);
-			if (b) {
-				b->req = req;
-				b->fh = fh;
-				b->aoff = aoff;
-				b->off = uoff;
-				b->size = end - uoff;
-				b->t0 = t0;
-				atomic_fetch_add(&fh->refs, 1);
-				int r = hoard_read(fs->cache, fh->obj, aoff,
-						   RND_UP(end) - aoff, b->data,
-						   hit_done, b);
-				if (r >= 0) {
-					hfs_fh_put(fs, fh);
-					return; /* hit_done replies */
-				}
-				atomic_fetch_sub(&fh->refs, 1);
-				pool_put(fs, b);
-				add(&fs->st.cache_errors, 1);
-			} else {
-				uint8_t *tb = thread_buf();
-				int64_t n = tb ? hoard_pread(fs->cache, fh->obj, tb,
-							     RND_UP(end) - aoff, aoff)
-					       : -ENOMEM;
-				if (n >= (int64_t)(end - aoff)) {
-					size_t got = end - uoff;
-					fuse_reply_buf(req, (const char *)tb + (uoff - aoff), got);
-					add(&fs->st.read_ops, 1);
-					add(&fs->st.read_bytes, got);
-					add(&fs->st.hit_ops, 1);
-					add(&fs->st.hit_bytes, got);
-					add(&fs->st.cache_bytes, got);
-					record_lat(fs, t0);
-					hfs_fh_put(fs, fh);
-					return;
-				}
-			}
+		if ((atomic_load_explicit(&fh->last_hit, memory_order_relaxed) ||
+		     all_present(fs, fh->obj, aoff, end)) &&
+		    read_hit(fs, req, fh, aoff, uoff, end, t0)) {
+			hfs_fh_put(fs, fh);
+			return;
 		}
 	}
 	do_miss(fs, req, fh, uoff, size, t0);
