@@ -184,6 +184,13 @@ int hoard_read(struct hoard_cache *c, uint64_t id, uint64_t off, size_t len,
 int hoard_write(struct hoard_cache *c, uint64_t id, uint64_t off, size_t len,
 		const void *buf, hoard_done_fn done, void *arg);
 
+/* hoard_read() in the calling thread (same arguments and result, as a
+ * return value): the device reads go through dev_ops->sync_io when the
+ * device has one, so no completion-thread hop; otherwise it submits and
+ * waits.  For a lone small read, the lower latency. */
+int64_t hoard_read_sync(struct hoard_cache *c, uint64_t id, uint64_t off, size_t len,
+			void *buf);
+
 /* Blocking wrappers: return bytes read/written or a negative errno.
  * Any buffer alignment is accepted (copies through an aligned bounce). */
 int64_t hoard_pread(struct hoard_cache *c, uint64_t id, void *buf, size_t len,

@@ -151,6 +151,21 @@ static void prep(struct io_uring_sqe *sqe, int fd, struct hoard_io *io)
 static int uring_sync_io(struct hoard_dev *d, struct hoard_io *ios, int n)
 {
 	int err = 0;
+	if (n == 1 && ios[0].op == HOARD_IO_READ) {
+		/* one read (a page, or a lone cached read: hoard_read_sync):
+		 * pread(2) in this thread, no ring lock between threads */
+		size_t done = 0;
+		while (done < ios[0].len) {
+			ssize_t m = pread(d->fd, (char *)ios[0].buf + done, ios[0].len - done,
+					  (off_t)(ios[0].off + done));
+			if (m < 0 && errno == EINTR)
+				continue;
+			if (m <= 0)
+				return m < 0 ? -errno : -EIO;
+			done += (size_t)m;
+		}
+		return 0;
+	}
 	pthread_mutex_lock(&d->s_lock);
 	for (int done = 0; done < n;) {
 		int batch = n - done < SYNC_DEPTH ? n - done : SYNC_DEPTH;

@@ -92,6 +92,7 @@ struct hfs_buf {
 	struct hfs_buf *next;
 	struct hfs *fs;
 	uint8_t *data;             /* HFS_BUF_SIZE, block aligned */
+	bool small;                /* from the hit pool: HFS_SMALL_BUF */
 	/* hit path */
 	fuse_req_t req;
 	struct hfs_fh *fh;
@@ -134,6 +135,12 @@ struct hfs_job {
 	uint64_t t0;
 };
 
+/* Hit buffers for reads of up to HFS_SMALL_MAX bytes: a read rounded out
+ * to whole blocks; as many as FUSE requests in flight (max_background). */
+#define HFS_SMALL_BUF (32u * 1024)
+#define HFS_SMALL_MAX (HFS_SMALL_BUF - 2 * HOARD_BLOCK_SIZE)
+#define HFS_SMALL_BUFS 64
+
 #define HFS_WQ_LEN 64
 #define HFS_WORKERS 3
 
@@ -159,6 +166,13 @@ struct hfs {
 	struct hfs_buf *pool_all;
 	uint32_t pool_n;
 	uint32_t pool_inflight;      /* pool_lock */
+	/* hit buffers for small reads (HFS_SMALL_BUF each): a queue of
+	 * 4 KiB reads must not take the 1 MiB fill buffers (pool_lock) */
+	struct hfs_buf *small_free;
+	struct hfs_buf *small_all;
+	uint32_t small_n;
+	uint32_t small_inflight;     /* pool_lock */
+	atomic_uint hits_inflight;   /* cache reads under way (io.c read_hit) */
 
 	/* background work: readahead and hit-path fallbacks */
 	pthread_mutex_t wq_lock;

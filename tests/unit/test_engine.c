@@ -1,7 +1,8 @@
 /*
  * Description: the cache engine's public API on a real image file through
  * the io_uring device: persistence across close/open, coherency and
- * invalidation, truncate, remove, present ranges, full device (ENOSPC),
+ * invalidation, truncate, remove, present ranges, reads in the caller's
+ * thread (hoard_read_sync) verified, full device (ENOSPC),
  * ring reclaim, format refusing recognised devices, the sticky read-only
  * state after a failed metadata write, and concurrent use.
  */
@@ -212,6 +213,60 @@ static void test_short_last_block(void **state)
 	/* a misaligned write is refused */
 	assert_int_equal(hoard_pwrite(c, id, w, 10, 5), -EINVAL);
 	assert_int_equal(hoard_close(c), 0);
+}
+
+/* hoard_read_sync (the lone-reader path of src/fs/io.c) through the
+ * io_uring device's sync_io: same bytes and counts as hoard_read, and a
+ * block damaged on the device is reported absent, never returned. */
+static void test_read_sync_verifies(void **state)
+{
+	struct hoard_cache *c = mkcache(32 * MiB, 0);
+	uint32_t vol;
+	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
+	uint64_t id = obj(c, vol, "k", "c");
+	const size_t n = 8 * HOARD_BLOCK_SIZE + 100; /* short last block */
+	uint8_t *w = malloc(n), *r = NULL;
+	assert_non_null(w);
+	assert_int_equal(posix_memalign((void **)&r, HOARD_BLOCK_SIZE, 16 * HOARD_BLOCK_SIZE), 0);
+	fill(w, n, 11);
+	assert_int_equal(hoard_pwrite(c, id, w, n, 0), (int64_t)n);
+	assert_int_equal(hoard_read_sync(c, id, 0, 16 * HOARD_BLOCK_SIZE, r), (int64_t)n);
+	assert_memory_equal(r, w, n);
+	assert_int_equal(hoard_read_sync(c, id, 2 * HOARD_BLOCK_SIZE, HOARD_BLOCK_SIZE, r),
+			 HOARD_BLOCK_SIZE);
+	assert_memory_equal(r, w + 2 * HOARD_BLOCK_SIZE, HOARD_BLOCK_SIZE);
+	assert_int_equal(hoard_read_sync(c, id, 3, HOARD_BLOCK_SIZE, r), -EINVAL);
+	assert_int_equal(hoard_close(c), 0);
+
+	/* damage block 5 on the image: found by its content */
+	int fd = open(IMG, O_RDWR);
+	assert_true(fd >= 0);
+	uint8_t blk[HOARD_BLOCK_SIZE];
+	off_t at = -1;
+	for (off_t o = 0; pread(fd, blk, sizeof(blk), o) == (ssize_t)sizeof(blk); o += sizeof(blk))
+		if (!memcmp(blk, w + 5 * HOARD_BLOCK_SIZE, sizeof(blk))) {
+			at = o;
+			break;
+		}
+	assert_true(at >= 0);
+	blk[77] ^= 0x40;
+	assert_int_equal(pwrite(fd, blk, sizeof(blk), at), (ssize_t)sizeof(blk));
+	close(fd);
+
+	struct hoard_open_opts oo = {.commit_ms = 50};
+	assert_int_equal(hoard_open(IMG, &oo, &c), 0);
+	struct hoard_stats st;
+	memset(r, 0, 16 * HOARD_BLOCK_SIZE);
+	int64_t got = hoard_read_sync(c, id, 0, 16 * HOARD_BLOCK_SIZE, r);
+	if (got != 5 * HOARD_BLOCK_SIZE)
+		fail_msg("damaged block 5: expected %u bytes, got %lld", 5 * HOARD_BLOCK_SIZE,
+			 (long long)got);
+	assert_memory_equal(r, w, 5 * HOARD_BLOCK_SIZE);
+	assert_int_equal(hoard_stats(c, &st), 0);
+	assert_true(st.csum_errors >= 1);
+	assert_int_equal(hoard_close(c), 0);
+	free(w);
+	free(r);
 }
 
 static void test_full_device_enospc(void **state)
@@ -546,6 +601,7 @@ int main(void)
 		cmocka_unit_test(test_truncate_remove_present),
 		cmocka_unit_test(test_punch_and_set_coherency),
 		cmocka_unit_test(test_short_last_block),
+		cmocka_unit_test(test_read_sync_verifies),
 		cmocka_unit_test(test_full_device_enospc),
 		cmocka_unit_test(test_ring_reclaim_never_wrong_bytes),
 		cmocka_unit_test(test_format_refuses_recognised_devices),
