@@ -183,6 +183,21 @@ if any(k[0] == "rand" for k in vals):
         P("| %s | %s | %s | %s | %s |" % (DESC[s], cell("rand", s, "qd1_iops"), cell("rand", s, "qd32_iops"),
                                         rtxt(ratio(q1, n1)) if s != "nullfs" else "", rtxt(ratio(q32, n32)) if s != "nullfs" else ""))
     P("")
+    # A warm read pays a FUSE round trip and a device read: at QD 1 they add
+    # up (latencies in series), at QD 32 the slower of the two bounds.
+    d1, d32 = med("rand", "fio-dev", "qd1_iops"), med("rand", "fio-dev", "qd32_iops")
+    if None not in (n1, d1, n32, d32):
+        b1, b32 = 1 / (1 / n1 + 1 / d1), min(n32, d32)
+        P("Bounds for a filesystem whose reads touch the device: QD 1, one FUSE round trip "
+          "plus one device read in series, 1 / (1/null-FUSE + 1/fio) = %s IOPS; QD 32, "
+          "min(null-FUSE, fio) = %s IOPS.\n" % (num(b1), num(b32)))
+        P("| system | QD 1 / series bound | QD 32 / min bound |")
+        P("|---|---|---|")
+        for s in ("hoard-nfs4", "hoard-dir", "rclone"):
+            q1, q32 = med("rand", s, "qd1_iops"), med("rand", s, "qd32_iops")
+            if q1 is not None or q32 is not None:
+                P("| %s | %s | %s |" % (DESC[s], rtxt(ratio(q1, b1)), rtxt(ratio(q32, b32))))
+        P("")
     for s in ("hoard-nfs4", "hoard-dir"):
         for q, n in (("qd1", n1), ("qd32", n32)):
             x = med("rand", s, q + "_iops")
