@@ -258,8 +258,16 @@ static void do_miss(struct hfs *fs, fuse_req_t req, struct hfs_fh *fh,
 	uint64_t fsize;
 	bool fillable = node_fillable(fs, fh->node, &fsize);
 	uint64_t wseq = atomic_load(&fh->node->wseq);
+	/* With a fill buffer free, the server's bytes land in it and go to
+	 * the cache from there (no copy); else into the thread's buffer, and
+	 * a buffer is waited for after the reply. */
+	struct hfs_buf *b = fillable ? pool_get(fs, 0) : NULL;
+	if (b)
+		tb = b->data;
 	int64_t n = fs->b->ops->pread(fs->b, fh->bf, tb, alen, aoff);
 	if (n < 0) {
+		if (b)
+			pool_put(fs, b);
 		hfs_count_err(fs, (int)n);
 		fuse_reply_err(req, (int)-n);
 		return;
@@ -274,9 +282,15 @@ static void do_miss(struct hfs *fs, fuse_req_t req, struct hfs_fh *fh,
 	add(&fs->st.miss_ops, 1);
 	add(&fs->st.miss_bytes, got);
 	record_lat(fs, t0);
+	if (b && n > 0) {
+		fill_submit(fs, fh, b, aoff, n, alen, wseq);
+		return;
+	}
+	if (b)
+		pool_put(fs, b);
 	if (!fillable || n == 0)
 		return;
-	struct hfs_buf *b = pool_get_wait(fs);
+	b = pool_get_wait(fs);
 	if (!b) {
 		add(&fs->st.fill_skipped, 1);
 		return;
