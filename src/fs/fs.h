@@ -75,6 +75,8 @@ void hfs_destroy(struct hfs *fs);
 
 const struct hfs_stats *hfs_get_stats(struct hfs *fs);
 struct hoard_cache *hfs_cache(struct hfs *fs);
+/* How many nodes (files the kernel holds) and names the table has. */
+void hfs_node_counts(struct hfs *fs, uint64_t *nodes, uint64_t *names);
 /* Percentile @p (0..100) of read latency in microseconds. */
 uint64_t hfs_lat_percentile(const struct hfs_stats *st, double p);
 

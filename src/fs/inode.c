@@ -421,3 +421,11 @@ void hfs_node_set_attr(struct hfs *fs, struct hfs_node *n,
 	n->attr_at = hfs_now();
 	pthread_mutex_unlock(&fs->lock);
 }
+
+void hfs_node_counts(struct hfs *fs, uint64_t *nodes, uint64_t *names)
+{
+	pthread_mutex_lock(&fs->lock);
+	*nodes = fs->by_ino.count;
+	*names = fs->by_name.count;
+	pthread_mutex_unlock(&fs->lock);
+}
