@@ -143,7 +143,8 @@ static void stats_doc(struct hd_ctl *ctl, struct out *o, int table)
 		    ctl->source);
 		put(o, "daemon pid      %llu (rss %llu KiB, peak %llu KiB, up %llu s)\n",
 		    pid, rss >> 10, hwm >> 10, up);
-		put(o, "nodes           %llu (%llu names)\n", nodes, names);
+		put(o, "nodes           %llu (%llu names), %llu evicted\n", nodes,
+		    names, L(s->evictions));
 		put(o, "reads           %llu ops, %llu bytes\n", L(s->read_ops),
 		    L(s->read_bytes));
 		put(o, "  hits          %llu ops, %llu bytes\n", L(s->hit_ops),
@@ -172,8 +173,8 @@ static void stats_doc(struct hd_ctl *ctl, struct out *o, int table)
 		return;
 	}
 	put(o, "{\"pid\": %llu, \"rss_bytes\": %llu, \"rss_peak_bytes\": %llu, "
-	    "\"uptime_s\": %llu, \"nodes\": %llu, \"names\": %llu, ", pid, rss, hwm,
-	    up, nodes, names);
+	    "\"uptime_s\": %llu, \"nodes\": %llu, \"names\": %llu, \"evictions\": %llu, ",
+	    pid, rss, hwm, up, nodes, names, L(s->evictions));
 	put(o, "\"mountpoint\": ");
 	put_json_str(o, ctl->mountpoint);
 	put(o, ", \"source\": ");

@@ -28,6 +28,7 @@ struct hfs_opts {
 	uint32_t ra_window;  /* our own readahead window bytes; 0 or 1 = off
 			       (the kernel reads ahead HFS_READAHEAD) */
 	uint32_t max_threads;/* FUSE worker threads; 0 = 8 */
+	uint32_t max_nodes;  /* node table bound (hfs_evict); 0 = none */
 	int debug;           /* libfuse debug output */
 	const char *fsname;  /* shown in /proc/mounts; NULL = "hoardfs" */
 };
@@ -55,6 +56,8 @@ struct hfs_stats {
 					       (other than ENOENT/EEXIST...) */
 	atomic_uint_fast64_t cache_errors;  /* engine calls that failed */
 	atomic_uint_fast64_t lookups, opens, getattrs;
+	atomic_uint_fast64_t evictions;     /* files the kernel was asked to
+					       forget (-o maxnodes) */
 	atomic_uint_fast64_t lat[HFS_LAT_BUCKETS]; /* read latency histogram */
 };
 

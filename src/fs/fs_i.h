@@ -89,6 +89,8 @@ struct hfs_node {
 	atomic_uint_fast64_t wseq; /* bumped around every write/truncate (I4) */
 	bool coh_valid;            /* [L] */
 	bool dir_stored;           /* [L] listing stored for this coh */
+	bool evicting;             /* [L] the kernel was asked to forget it
+				      (hfs_evict; counted in evict_pending) */
 };
 _Static_assert(sizeof(struct hfs_node) <= 256, "a node grows the daemon by 100 MB per 400k files");
 _Static_assert(sizeof(struct hfs_name) == 32, "name header");
@@ -162,6 +164,13 @@ struct hfs {
 	struct hfs_node *root;
 	pthread_mutex_t wlocks[HFS_WLOCKS]; /* hfs_node_wlock */
 
+	/* the node table's bound (fs.c: evictor; inode.c: hfs_evict_*) */
+	pthread_cond_t evict_cond;   /* fs->lock; signalled above max_nodes */
+	pthread_t evictor;
+	bool evict_started, evict_stop; /* fs->lock */
+	size_t evict_hand;           /* [L] next by_ino bucket to sweep */
+	size_t evict_pending;        /* [L] nodes with evicting set */
+
 	/* cache-fill buffers (I4, style habit 6: no allocation on the data
 	 * path) */
 	pthread_mutex_t pool_lock;
@@ -210,6 +219,31 @@ void hfs_node_set_attr(struct hfs *fs, struct hfs_node *n,
  * cache for @n (hfs_op_write); shared with other nodes (HFS_WLOCKS). */
 pthread_mutex_t *hfs_node_wlock(struct hfs *fs, const struct hfs_node *n);
 uint64_t hfs_name_hash(uint64_t parent, const char *name, size_t len);
+
+/* Bounding the node table (-o maxnodes).  Nodes exist while the kernel
+ * holds the inode, and the kernel holds what it looked up until memory
+ * pressure makes it forget; so the daemon asks it to forget files
+ * (fuse_lowlevel_notify_delete on their entry: the kernel drops the
+ * dentry, and the inode, unused, is evicted and FORGET follows).  Only
+ * files nobody uses qualify: not a directory (that would mark it dead for
+ * a process inside it), no open handle or child (refs == 0), one name and
+ * nlink 1 (the kernel zeroes the inode's link count), looked up more than
+ * @older_than ago.  A file looked up again is just looked up again.
+ * All under fs->lock. */
+struct hfs_victim {
+	uint64_t parent, ino;
+	char name[256];
+};
+#define HFS_EVICT_BATCH 64
+/* How many nodes to ask the kernel about now: down to 7/8 of max_nodes,
+ * counting those already asked. */
+size_t hfs_evict_want(struct hfs *fs);
+/* Up to @max victims, swept from fs->evict_hand on (a clock over the
+ * table); marks them evicting. */
+size_t hfs_evict_pick(struct hfs *fs, struct hfs_victim *v, size_t max,
+		      double older_than);
+/* The kernel refused (the entry was not in its cache): unmark. */
+void hfs_evict_undo(struct hfs *fs, uint64_t ino);
 
 /* ops.c helpers used by io.c */
 double hfs_now(void);

@@ -185,6 +185,8 @@ static void node_maybe_free(struct hfs *fs, struct hfs_node *n)
 		}
 		htab_del(&fs->by_ino, &n->h_ino);
 		htab_del(&fs->by_key, &n->h_key);
+		if (n->evicting)
+			fs->evict_pending--;
 		free(n);
 		if (!last)
 			return;
@@ -206,6 +208,8 @@ static struct hfs_node *node_new(struct hfs *fs, const struct hb_attr *a)
 	atomic_init(&n->wseq, 0);
 	htab_add(&fs->by_ino, &n->h_ino, mix64(n->ino));
 	htab_add(&fs->by_key, &n->h_key, key_hash(n->fsid, n->fileid));
+	if (fs->o.max_nodes && fs->by_ino.count > fs->o.max_nodes)
+		pthread_cond_signal(&fs->evict_cond);
 	return n;
 }
 
@@ -313,6 +317,10 @@ struct hfs_node *hfs_node_link(struct hfs *fs, struct hfs_node *parent,
 	}
 	n->nlookup += nlookup;
 	n->refs++;
+	if (n->evicting) { /* wanted again */
+		n->evicting = false;
+		fs->evict_pending--;
+	}
 	if (!old && n != fs->root) {
 		if (S_ISDIR(attr->mode)) /* I2 */
 			while (n->names)
@@ -453,4 +461,54 @@ void hfs_node_counts(struct hfs *fs, uint64_t *nodes, uint64_t *names)
 pthread_mutex_t *hfs_node_wlock(struct hfs *fs, const struct hfs_node *n)
 {
 	return &fs->wlocks[mix64(n->ino) % HFS_WLOCKS];
+}
+
+/* ---- eviction (fs_i.h: bounding the node table) ---- */
+
+size_t hfs_evict_want(struct hfs *fs)
+{
+	size_t max = fs->o.max_nodes, count = fs->by_ino.count;
+	if (!max || count <= max || count - fs->evict_pending <= max - max / 8)
+		return 0;
+	return count - fs->evict_pending - (max - max / 8);
+}
+
+static bool evictable(struct hfs *fs, const struct hfs_node *n,
+		      double older_than)
+{
+	return n != fs->root && n->nlookup > 0 && n->refs == 0 &&
+	       !n->evicting && n->names && !n->names->nnext &&
+	       !S_ISDIR(n->attr.mode) && n->attr.nlink <= 1 &&
+	       n->attr_at < older_than && strlen(n->names->name) < 256;
+}
+
+size_t hfs_evict_pick(struct hfs *fs, struct hfs_victim *v, size_t max,
+		      double older_than)
+{
+	struct hfs_htab *t = &fs->by_ino;
+	size_t got = 0;
+	for (size_t swept = 0; swept < t->nb && got < max; swept++) {
+		size_t i = fs->evict_hand++ & (t->nb - 1);
+		for (struct hfs_hlink *l = t->b[i]; l && got < max; l = l->next) {
+			struct hfs_node *n = container_of(l, struct hfs_node, h_ino);
+			if (!evictable(fs, n, older_than))
+				continue;
+			v[got].parent = n->names->parent->ino;
+			v[got].ino = n->ino;
+			strcpy(v[got].name, n->names->name);
+			n->evicting = true;
+			fs->evict_pending++;
+			got++;
+		}
+	}
+	return got;
+}
+
+void hfs_evict_undo(struct hfs *fs, uint64_t ino)
+{
+	struct hfs_node *n = find_ino(fs, ino);
+	if (n && n->evicting) {
+		n->evicting = false;
+		fs->evict_pending--;
+	}
 }
