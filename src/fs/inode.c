@@ -140,7 +140,7 @@ static struct hfs_name *find_name(struct hfs *fs, uint64_t parent,
 	uint64_t h = hfs_name_hash(parent, name, len);
 	for (struct hfs_hlink *l = fs->by_name.b[h & (fs->by_name.nb - 1)]; l; l = l->next) {
 		struct hfs_name *nm = container_of(l, struct hfs_name, h);
-		if (nm->parent->ino == parent && !memcmp(nm->name, name, len + 1))
+		if (nm->parent->ino == parent && !strcmp(nm->name, name))
 			return nm;
 	}
 	return NULL;
