@@ -145,58 +145,73 @@ int hfs_mount(struct hfs *fs, const char *mountpoint)
  * ones qualify (a just-listed directory is about to be used). */
 #define HFS_EVICT_AGE 1.0
 
+/* Wait @secs under fs->lock whatever the signals say (each sweep walks
+ * the table under fs->lock: no sweeping on every new node). */
+static void evict_pause(struct hfs *fs, double secs)
+{
+	double until = hfs_now() + secs;
+	while (!fs->evict_stop && hfs_now() < until) {
+		struct timespec ts;
+		ts.tv_sec = (time_t)until;
+		ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
+		pthread_cond_timedwait(&fs->evict_cond, &fs->lock, &ts);
+	}
+}
+
 static void *evictor(void *arg)
 {
 	struct hfs *fs = arg;
 	struct hfs_victim *v = malloc(HFS_EVICT_BATCH * sizeof(*v));
-	bool young = false; /* last sweep found only young files */
+	bool young = false; /* the last sweep found only young files */
 	if (!v)
 		return NULL;
 	pthread_mutex_lock(&fs->lock);
 	while (!fs->evict_stop) {
-		size_t want = hfs_evict_want(fs), n = 0;
-		if (want) {
-			double older = young ? INFINITY : hfs_now() - HFS_EVICT_AGE;
-			n = hfs_evict_pick(fs, v, want < HFS_EVICT_BATCH ? want : HFS_EVICT_BATCH,
-					   older);
-		}
-		if (!n && !want) {
+		size_t want = hfs_evict_want(fs);
+		if (!want) {
 			young = false;
 			pthread_cond_wait(&fs->evict_cond, &fs->lock);
 			continue;
 		}
+		double older = young ? INFINITY : hfs_now() - HFS_EVICT_AGE;
+		size_t n = hfs_evict_pick(fs, v, want < HFS_EVICT_BATCH ? want : HFS_EVICT_BATCH,
+					  older);
 		if (!n) {
-			/* Nothing old enough: look again in 100 ms, then at
-			 * any age; nothing at all (directories, open files):
-			 * in a second, whatever the signals say (each sweep
-			 * walks the table under fs->lock). */
-			double until = hfs_now() + (young ? 1.0 : 0.1);
+			/* nothing old enough: again in 100 ms at any age;
+			 * nothing at all (directories, open files): in 1 s */
+			evict_pause(fs, young ? 1.0 : 0.1);
 			young = !young;
-			while (!fs->evict_stop && hfs_now() < until) {
-				struct timespec ts;
-				double t = until;
-				ts.tv_sec = (time_t)t;
-				ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-				pthread_cond_timedwait(&fs->evict_cond, &fs->lock, &ts);
-			}
 			continue;
 		}
 		young = false;
 		pthread_mutex_unlock(&fs->lock);
 		uint64_t done = 0;
+		bool broken = false;
 		for (size_t i = 0; i < n; i++) {
-			int r = fuse_lowlevel_notify_delete(fs->se, v[i].parent, v[i].ino,
+			int r = broken ? -ENOSYS :
+				fuse_lowlevel_notify_delete(fs->se, v[i].parent, v[i].ino,
 							    v[i].name, strlen(v[i].name));
 			if (r == 0) {
 				done++;
 				continue;
 			}
+			/* -ENOENT: the kernel has no such entry (it forgot the
+			 * dentry but keeps the inode, or a rename raced);
+			 * anything else: notifications do not work here */
+			broken = broken || r != -ENOENT;
 			pthread_mutex_lock(&fs->lock);
 			hfs_evict_undo(fs, v[i].ino);
 			pthread_mutex_unlock(&fs->lock);
 		}
 		atomic_fetch_add_explicit(&fs->st.evictions, done, memory_order_relaxed);
 		pthread_mutex_lock(&fs->lock);
+		if (broken && !fs->evict_stop) {
+			fuse_log(FUSE_LOG_ERR, "hoardfs: the kernel refuses entry "
+				 "notifications: the node table is not bounded\n");
+			break;
+		}
+		if (!done) /* none of these was in the kernel's cache */
+			evict_pause(fs, 1.0);
 	}
 	pthread_mutex_unlock(&fs->lock);
 	free(v);
