@@ -20,11 +20,7 @@
  * background threads the tree workload left 8 MiB more resident than the
  * same nodes in one arena.  Nothing on the data path allocates (pools),
  * and the node table allocates under fs->lock anyway, so the arena lock
- * is not contended.  A fixed mmap threshold (128 KiB, glibc's initial one):
- * glibc raises it to the size of any mmapped block freed, after which the
- * 1 MiB per-thread buffers of threads that come and go (libfuse's worker
- * pool) land in the heap, where they stay resident and split it; mmapped,
- * they go back to the kernel when their thread ends.
+ * is not contended.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -79,8 +75,8 @@ void hd_log(const char *fmt, ...)
 
 void hd_memory_reserve(void)
 {
-	if (!mallopt(M_ARENA_MAX, 1) || !mallopt(M_MMAP_THRESHOLD, 128 << 10))
-		hd_log("mallopt: refused (continuing)");
+	if (!mallopt(M_ARENA_MAX, 1))
+		hd_log("mallopt M_ARENA_MAX: refused (continuing)");
 	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT))
 		hd_log("mlockall: %s (continuing without locked memory)",
 		       strerror(errno));
