@@ -130,7 +130,9 @@ static int parse_opt(struct mount_args *a, char *opt)
 		r = parse_u32(v, 0, 1u << 30, &a->fo.ra_window);
 		if (!r && a->fo.ra_window == 0)
 			a->fo.ra_window = 1; /* off */
-	} else if (!strcmp(k, "threads"))
+	} else if (!strcmp(k, "maxnodes"))
+		r = parse_u32(v, 0, UINT32_MAX, &a->fo.max_nodes);
+	else if (!strcmp(k, "threads"))
 		r = parse_u32(v, 1, 1024, &a->fo.max_threads);
 	else if (!strcmp(k, "nconn"))
 		r = parse_u32(v, 1, 64, &a->nconn);
@@ -177,7 +179,8 @@ static void mount_usage(void)
 		"usage: hoardfs mount SOURCE MOUNTPOINT --cache DEV|FILE [-f] [-o OPTS]\n"
 		"options: cache=PATH cachesize=N timeout=SECONDS allow_other ro\n"
 		"         acregmin= acregmax= acdirmin= acdirmax= actimeo= noac nocto\n"
-		"         bufs=N ra=BYTES threads=N nconn=N log=FILE fsname=NAME debug\n");
+		"         bufs=N ra=BYTES threads=N nconn=N maxnodes=N log=FILE fsname=NAME\n"
+		"         debug\n");
 }
 
 static int mount_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -296,7 +299,12 @@ int cmd_mount(int argc, char **argv)
 	struct mount_args a = {
 		.cachesize = 1ull << 30,
 		.timeout = 10,
-		.fo = {.acregmin = 3, .acregmax = 60, .acdirmin = 30, .acdirmax = 60},
+		/* maxnodes: a node and its name cost about 340 bytes of
+		 * heap; 32768 of them (11 MiB) next to the fill buffers
+		 * (16 MiB) and the engine's budget (24 MiB) keep the daemon
+		 * under issue #4's 64 MiB */
+		.fo = {.acregmin = 3, .acregmax = 60, .acdirmin = 30, .acdirmax = 60,
+		       .max_nodes = 32768},
 	};
 	const char *pos[2];
 	int npos = 0;

@@ -96,6 +96,21 @@ static uint64_t rss_bytes(void)
 	return res * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+/* The peak resident size (VmHWM), what issue #4's 64 MiB bound is about. */
+static uint64_t hwm_bytes(void)
+{
+	char line[128];
+	unsigned long long kib = 0;
+	FILE *f = fopen("/proc/self/status", "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmHWM: %llu", &kib) == 1)
+			break;
+	fclose(f);
+	return kib << 10;
+}
+
 #define L(x) ((unsigned long long)atomic_load_explicit(&(x), memory_order_relaxed))
 
 static void stats_doc(struct hd_ctl *ctl, struct out *o, int table)
@@ -107,6 +122,7 @@ static void stats_doc(struct hd_ctl *ctl, struct out *o, int table)
 	const struct hfs_stats *s = fs ? hfs_get_stats(fs) : NULL;
 	unsigned long long pid = (unsigned long long)getpid(),
 			   rss = (unsigned long long)rss_bytes(),
+			   hwm = (unsigned long long)hwm_bytes(),
 			   up = (unsigned long long)(time(NULL) - ctl->started);
 	if (!s) {
 		pthread_mutex_unlock(&ctl->lock);
@@ -116,14 +132,19 @@ static void stats_doc(struct hd_ctl *ctl, struct out *o, int table)
 			put(o, "{\"pid\": %llu, \"state\": \"stopping\"}\n", pid);
 		return;
 	}
+	uint64_t nn = 0, nm = 0;
+	hfs_node_counts(fs, &nn, &nm);
+	unsigned long long nodes = nn, names = nm;
 	unsigned long long p50 = hfs_lat_percentile(s, 50),
 			   p90 = hfs_lat_percentile(s, 90),
 			   p99 = hfs_lat_percentile(s, 99);
 	if (table) {
 		put(o, "mountpoint      %s\nsource          %s\n", ctl->mountpoint,
 		    ctl->source);
-		put(o, "daemon pid      %llu (rss %llu KiB, up %llu s)\n", pid,
-		    rss >> 10, up);
+		put(o, "daemon pid      %llu (rss %llu KiB, peak %llu KiB, up %llu s)\n",
+		    pid, rss >> 10, hwm >> 10, up);
+		put(o, "nodes           %llu (%llu names), %llu evicted\n", nodes,
+		    names, L(s->evictions));
 		put(o, "reads           %llu ops, %llu bytes\n", L(s->read_ops),
 		    L(s->read_bytes));
 		put(o, "  hits          %llu ops, %llu bytes\n", L(s->hit_ops),
@@ -153,8 +174,9 @@ static void stats_doc(struct hd_ctl *ctl, struct out *o, int table)
 		pthread_mutex_unlock(&ctl->lock);
 		return;
 	}
-	put(o, "{\"pid\": %llu, \"rss_bytes\": %llu, \"uptime_s\": %llu, ", pid,
-	    rss, up);
+	put(o, "{\"pid\": %llu, \"rss_bytes\": %llu, \"rss_peak_bytes\": %llu, "
+	    "\"uptime_s\": %llu, \"nodes\": %llu, \"names\": %llu, \"evictions\": %llu, ",
+	    pid, rss, hwm, up, nodes, names, L(s->evictions));
 	put(o, "\"mountpoint\": ");
 	put_json_str(o, ctl->mountpoint);
 	put(o, ", \"source\": ");

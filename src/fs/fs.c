@@ -9,12 +9,20 @@
  * exited and detaches the mount; the kernel then fails the workers' reads
  * with ENODEV and hfs_loop() returns.  `hoardfs umount` unmounts from
  * outside with the same effect.
+ *
+ * The evictor thread (while the loop runs) keeps the node table near
+ * -o maxnodes by asking the kernel to forget unused files (fs_i.h:
+ * hfs_evict_*).  It holds no lock while it writes a notification: the
+ * kernel may wait for a request on the same directory to finish first,
+ * which a worker answers.
  */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "fs/fs_i.h"
 
 static pthread_mutex_t se_lock = PTHREAD_MUTEX_INITIALIZER; /* se mount state */
@@ -41,6 +49,11 @@ int hfs_new(struct hb *b, struct hoard_cache *cache, const struct hfs_opts *o,
 	pthread_mutex_init(&fs->wq_lock, NULL);
 	pthread_cond_init(&fs->wq_cond, NULL);
 	pthread_cond_init(&fs->wq_idle, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&fs->evict_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	r = b->ops->getattr(b, &cr, "/", &root);
 	if (r)
 		goto fail;
@@ -128,6 +141,108 @@ int hfs_mount(struct hfs *fs, const char *mountpoint)
 	return 0;
 }
 
+/* Files looked up within this many seconds are left alone while older
+ * ones qualify (a just-listed directory is about to be used). */
+#define HFS_EVICT_AGE 1.0
+
+/* Wait @secs under fs->lock whatever the signals say (each sweep walks
+ * the table under fs->lock: no sweeping on every new node). */
+static void evict_pause(struct hfs *fs, double secs)
+{
+	double until = hfs_now() + secs;
+	while (!fs->evict_stop && hfs_now() < until) {
+		struct timespec ts;
+		ts.tv_sec = (time_t)until;
+		ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
+		pthread_cond_timedwait(&fs->evict_cond, &fs->lock, &ts);
+	}
+}
+
+static void *evictor(void *arg)
+{
+	struct hfs *fs = arg;
+	struct hfs_victim *v = malloc(HFS_EVICT_BATCH * sizeof(*v));
+	bool young = false; /* the last sweep found only young files */
+	if (!v)
+		return NULL;
+	pthread_mutex_lock(&fs->lock);
+	while (!fs->evict_stop) {
+		size_t want = hfs_evict_want(fs);
+		if (!want) {
+			young = false;
+			pthread_cond_wait(&fs->evict_cond, &fs->lock);
+			continue;
+		}
+		double older = young ? INFINITY : hfs_now() - HFS_EVICT_AGE;
+		size_t n = hfs_evict_pick(fs, v, want < HFS_EVICT_BATCH ? want : HFS_EVICT_BATCH,
+					  older);
+		if (!n) {
+			/* nothing old enough: again in 100 ms at any age;
+			 * nothing at all (directories, open files): in 1 s */
+			evict_pause(fs, young ? 1.0 : 0.1);
+			young = !young;
+			continue;
+		}
+		young = false;
+		pthread_mutex_unlock(&fs->lock);
+		uint64_t done = 0;
+		bool broken = false;
+		for (size_t i = 0; i < n; i++) {
+			int r = broken ? -ENOSYS :
+				fuse_lowlevel_notify_delete(fs->se, v[i].parent, v[i].ino,
+							    v[i].name, strlen(v[i].name));
+			if (r == 0) {
+				done++;
+				continue;
+			}
+			/* -ENOENT: the kernel has no such entry (it forgot the
+			 * dentry but keeps the inode, or a rename raced);
+			 * anything else: notifications do not work here */
+			broken = broken || r != -ENOENT;
+			pthread_mutex_lock(&fs->lock);
+			hfs_evict_undo(fs, v[i].ino);
+			pthread_mutex_unlock(&fs->lock);
+		}
+		atomic_fetch_add_explicit(&fs->st.evictions, done, memory_order_relaxed);
+		pthread_mutex_lock(&fs->lock);
+		if (broken && !fs->evict_stop) {
+			fuse_log(FUSE_LOG_ERR, "hoardfs: the kernel refuses entry "
+				 "notifications: the node table is not bounded\n");
+			break;
+		}
+		if (!done) /* none of these was in the kernel's cache */
+			evict_pause(fs, 1.0);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	free(v);
+	return NULL;
+}
+
+static void evictor_start(struct hfs *fs)
+{
+	pthread_attr_t at;
+	if (!fs->o.max_nodes)
+		return;
+	pthread_attr_init(&at);
+	pthread_attr_setstacksize(&at, 64 << 10);
+	fs->evict_stop = false;
+	if (pthread_create(&fs->evictor, &at, evictor, fs) == 0)
+		fs->evict_started = true;
+	pthread_attr_destroy(&at);
+}
+
+static void evictor_stop(struct hfs *fs)
+{
+	if (!fs->evict_started)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	fs->evict_stop = true;
+	pthread_cond_signal(&fs->evict_cond);
+	pthread_mutex_unlock(&fs->lock);
+	pthread_join(fs->evictor, NULL);
+	fs->evict_started = false;
+}
+
 int hfs_loop(struct hfs *fs)
 {
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
@@ -136,7 +251,9 @@ int hfs_loop(struct hfs *fs)
 	fuse_loop_cfg_set_clone_fd(cfg, 1);
 	fuse_loop_cfg_set_max_threads(cfg, fs->o.max_threads ? fs->o.max_threads : 8);
 	fuse_loop_cfg_set_idle_threads(cfg, 4);
+	evictor_start(fs);
 	int r = fuse_session_loop_mt(fs->se, cfg);
+	evictor_stop(fs);
 	fuse_loop_cfg_destroy(cfg);
 	return r > 0 ? 0 : r; /* > 0: ended by a signal */
 }
@@ -171,6 +288,7 @@ void hfs_destroy(struct hfs *fs)
 	pthread_mutex_destroy(&fs->wq_lock);
 	pthread_cond_destroy(&fs->wq_cond);
 	pthread_cond_destroy(&fs->wq_idle);
+	pthread_cond_destroy(&fs->evict_cond);
 	free(fs);
 }
 

@@ -28,6 +28,7 @@ struct hfs_opts {
 	uint32_t ra_window;  /* our own readahead window bytes; 0 or 1 = off
 			       (the kernel reads ahead HFS_READAHEAD) */
 	uint32_t max_threads;/* FUSE worker threads; 0 = 8 */
+	uint32_t max_nodes;  /* node table bound (hfs_evict); 0 = none */
 	int debug;           /* libfuse debug output */
 	const char *fsname;  /* shown in /proc/mounts; NULL = "hoardfs" */
 };
@@ -57,6 +58,8 @@ struct hfs_stats {
 	atomic_uint_fast64_t lookups, opens, getattrs;
 	atomic_uint_fast64_t listings;        /* directories listed by the server */
 	atomic_uint_fast64_t listings_cached; /* ... served from the engine */
+	atomic_uint_fast64_t evictions;     /* files the kernel was asked to
+					       forget (-o maxnodes) */
 	atomic_uint_fast64_t lat[HFS_LAT_BUCKETS]; /* read latency histogram */
 };
 
@@ -77,6 +80,8 @@ void hfs_destroy(struct hfs *fs);
 
 const struct hfs_stats *hfs_get_stats(struct hfs *fs);
 struct hoard_cache *hfs_cache(struct hfs *fs);
+/* How many nodes (files the kernel holds) and names the table has. */
+void hfs_node_counts(struct hfs *fs, uint64_t *nodes, uint64_t *names);
 /* Percentile @p (0..100) of read latency in microseconds. */
 uint64_t hfs_lat_percentile(const struct hfs_stats *st, double p);
 

@@ -49,44 +49,53 @@ _Static_assert(HFS_COH_LEN <= HOARD_COH_MAX, "coh fits");
 
 struct hfs_node;
 
+/* Hash chains are intrusive and singly linked; the hash is recomputed from
+ * the key when needed (growing, unlinking) rather than stored: one word per
+ * link instead of two, on every node and name. */
 struct hfs_hlink {
 	struct hfs_hlink *next;
-	uint64_t hash;
 };
 
 struct hfs_htab {
 	struct hfs_hlink **b;
 	size_t nb, count;
+	uint64_t (*hash)(const struct hfs_hlink *l); /* the key's hash */
 };
 
+/* One name of a node: 32 bytes and the name, one allocation. */
 struct hfs_name {
 	struct hfs_hlink h;        /* in fs->by_name, keyed (parent ino, name) */
 	struct hfs_name *nnext;    /* [L] next name of the same node */
 	struct hfs_node *parent;   /* holds a ref on parent (I1) */
 	struct hfs_node *node;
-	size_t len;
 	char name[];               /* NUL-terminated, no '/' */
 };
 
+/* One node per server file the kernel holds (nlookup > 0) or we use
+ * (refs > 0): the daemon's memory grows with these (hfs_evict bounds their
+ * number, -o maxnodes).  Kept to 256 bytes; see hfs_node_wlock for the
+ * write lock that used to be here. */
 struct hfs_node {
 	struct hfs_hlink h_ino;    /* in fs->by_ino */
 	struct hfs_hlink h_key;    /* in fs->by_key, keyed (fsid, fileid) */
 	uint64_t ino;
 	uint64_t fsid, fileid;
 	uint64_t nlookup;          /* [L] */
-	uint64_t refs;             /* [L] */
+	uint32_t refs;             /* [L] */
+	uint32_t writers;          /* [L] handles that wrote and not flushed */
 	struct hfs_name *names;    /* [L] */
 	struct hb_attr attr;       /* [L] last attributes from the server */
 	double attr_at;            /* [L] monotonic seconds of attr */
 	uint64_t obj;              /* [L] engine object id, 0 = unknown */
 	struct hfs_coh coh;        /* [L] coherency at the last open/own change */
+	atomic_uint_fast64_t wseq; /* bumped around every write/truncate (I4) */
 	bool coh_valid;            /* [L] */
 	bool dir_stored;           /* [L] listing stored for this coh */
-	uint32_t writers;          /* [L] handles that wrote and not flushed */
-	atomic_uint_fast64_t wseq; /* bumped around every write/truncate (I4) */
-	pthread_mutex_t wlock;     /* orders writes to the server and their
-				      copies into the cache (hfs_op_write) */
+	bool evicting;             /* [L] the kernel was asked to forget it
+				      (hfs_evict; counted in evict_pending) */
 };
+_Static_assert(sizeof(struct hfs_node) <= 256, "a node grows the daemon by 100 MB per 400k files");
+_Static_assert(sizeof(struct hfs_name) == 32, "name header");
 
 struct hfs_buf {
 	struct hfs_buf *next;
@@ -142,6 +151,11 @@ struct hfs_job {
 #define HFS_SMALL_BUFS 64
 
 #define HFS_WQ_LEN 64
+/* Write locks, shared by nodes through a hash of the ino: a lock per node
+ * cost 40 bytes on each of the (possibly millions of) nodes while only
+ * nodes being written use one.  Two files written at once share a lock
+ * with probability 1/HFS_WLOCKS. */
+#define HFS_WLOCKS 256
 #define HFS_WORKERS 3
 
 struct hfs {
@@ -158,6 +172,14 @@ struct hfs {
 	struct hfs_htab by_ino, by_key, by_name;
 	uint64_t next_ino;
 	struct hfs_node *root;
+	pthread_mutex_t wlocks[HFS_WLOCKS]; /* hfs_node_wlock */
+
+	/* the node table's bound (fs.c: evictor; inode.c: hfs_evict_*) */
+	pthread_cond_t evict_cond;   /* fs->lock; signalled above max_nodes */
+	pthread_t evictor;
+	bool evict_started, evict_stop; /* fs->lock */
+	size_t evict_hand;           /* [L] next by_ino bucket to sweep */
+	size_t evict_pending;        /* [L] nodes with evicting set */
 
 	/* cache-fill buffers (I4, style habit 6: no allocation on the data
 	 * path) */
@@ -210,7 +232,35 @@ int hfs_path(struct hfs *fs, struct hfs_node *n, const char *name,
 	     char **pathp);
 void hfs_node_set_attr(struct hfs *fs, struct hfs_node *n,
 		       const struct hb_attr *a);
+/* The lock that orders writes to the server and their copies into the
+ * cache for @n (hfs_op_write); shared with other nodes (HFS_WLOCKS). */
+pthread_mutex_t *hfs_node_wlock(struct hfs *fs, const struct hfs_node *n);
 uint64_t hfs_name_hash(uint64_t parent, const char *name, size_t len);
+
+/* Bounding the node table (-o maxnodes).  Nodes exist while the kernel
+ * holds the inode, and the kernel holds what it looked up until memory
+ * pressure makes it forget; so the daemon asks it to forget files
+ * (fuse_lowlevel_notify_delete on their entry: the kernel drops the
+ * dentry, and the inode, unused, is evicted and FORGET follows).  Only
+ * files nobody uses qualify: not a directory (that would mark it dead for
+ * a process inside it), no open handle or child (refs == 0), one name and
+ * nlink 1 (the kernel zeroes the inode's link count), looked up more than
+ * @older_than ago.  A file looked up again is just looked up again.
+ * All under fs->lock. */
+struct hfs_victim {
+	uint64_t parent, ino;
+	char name[256];
+};
+#define HFS_EVICT_BATCH 64
+/* How many nodes to ask the kernel about now: down to 7/8 of max_nodes,
+ * counting those already asked. */
+size_t hfs_evict_want(struct hfs *fs);
+/* Up to @max victims, swept from fs->evict_hand on (a clock over the
+ * table); marks them evicting. */
+size_t hfs_evict_pick(struct hfs *fs, struct hfs_victim *v, size_t max,
+		      double older_than);
+/* The kernel refused (the entry was not in its cache): unmark. */
+void hfs_evict_undo(struct hfs *fs, uint64_t ino);
 
 /* ops.c helpers used by io.c */
 double hfs_now(void);

@@ -38,10 +38,11 @@ uint64_t hfs_name_hash(uint64_t parent, const char *name, size_t len)
 	return mix64(h);
 }
 
-static int htab_init(struct hfs_htab *t)
+static int htab_init(struct hfs_htab *t, uint64_t (*hash)(const struct hfs_hlink *))
 {
 	t->nb = 1024;
 	t->count = 0;
+	t->hash = hash;
 	t->b = calloc(t->nb, sizeof(*t->b));
 	return t->b ? 0 : -ENOMEM;
 }
@@ -56,8 +57,9 @@ static void htab_grow(struct hfs_htab *t)
 		struct hfs_hlink *l = t->b[i], *next;
 		for (; l; l = next) {
 			next = l->next;
-			l->next = b[l->hash & (nb - 1)];
-			b[l->hash & (nb - 1)] = l;
+			size_t i2 = t->hash(l) & (nb - 1);
+			l->next = b[i2];
+			b[i2] = l;
 		}
 	}
 	free(t->b);
@@ -69,7 +71,6 @@ static void htab_add(struct hfs_htab *t, struct hfs_hlink *l, uint64_t hash)
 {
 	if (t->count >= t->nb * 2)
 		htab_grow(t);
-	l->hash = hash;
 	l->next = t->b[hash & (t->nb - 1)];
 	t->b[hash & (t->nb - 1)] = l;
 	t->count++;
@@ -77,7 +78,7 @@ static void htab_add(struct hfs_htab *t, struct hfs_hlink *l, uint64_t hash)
 
 static void htab_del(struct hfs_htab *t, struct hfs_hlink *l)
 {
-	struct hfs_hlink **p = &t->b[l->hash & (t->nb - 1)];
+	struct hfs_hlink **p = &t->b[t->hash(l) & (t->nb - 1)];
 	for (; *p; p = &(*p)->next)
 		if (*p == l) {
 			*p = l->next;
@@ -88,20 +89,37 @@ static void htab_del(struct hfs_htab *t, struct hfs_hlink *l)
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
+static uint64_t key_hash(uint64_t fsid, uint64_t fileid)
+{
+	return mix64(fsid * 0x9e3779b97f4a7c15ULL ^ mix64(fileid));
+}
+
+static uint64_t ino_link_hash(const struct hfs_hlink *l)
+{
+	return mix64(container_of(l, struct hfs_node, h_ino)->ino);
+}
+
+static uint64_t key_link_hash(const struct hfs_hlink *l)
+{
+	const struct hfs_node *n = container_of(l, struct hfs_node, h_key);
+	return key_hash(n->fsid, n->fileid);
+}
+
+static uint64_t name_link_hash(const struct hfs_hlink *l)
+{
+	const struct hfs_name *nm = container_of(l, struct hfs_name, h);
+	return hfs_name_hash(nm->parent->ino, nm->name, strlen(nm->name));
+}
+
 static struct hfs_node *find_ino(struct hfs *fs, uint64_t ino)
 {
 	uint64_t h = mix64(ino);
 	for (struct hfs_hlink *l = fs->by_ino.b[h & (fs->by_ino.nb - 1)]; l; l = l->next) {
 		struct hfs_node *n = container_of(l, struct hfs_node, h_ino);
-		if (l->hash == h && n->ino == ino)
+		if (n->ino == ino)
 			return n;
 	}
 	return NULL;
-}
-
-static uint64_t key_hash(uint64_t fsid, uint64_t fileid)
-{
-	return mix64(fsid * 0x9e3779b97f4a7c15ULL ^ mix64(fileid));
 }
 
 static struct hfs_node *find_key(struct hfs *fs, uint64_t fsid, uint64_t fileid)
@@ -109,7 +127,7 @@ static struct hfs_node *find_key(struct hfs *fs, uint64_t fsid, uint64_t fileid)
 	uint64_t h = key_hash(fsid, fileid);
 	for (struct hfs_hlink *l = fs->by_key.b[h & (fs->by_key.nb - 1)]; l; l = l->next) {
 		struct hfs_node *n = container_of(l, struct hfs_node, h_key);
-		if (l->hash == h && n->fsid == fsid && n->fileid == fileid)
+		if (n->fsid == fsid && n->fileid == fileid)
 			return n;
 	}
 	return NULL;
@@ -122,8 +140,7 @@ static struct hfs_name *find_name(struct hfs *fs, uint64_t parent,
 	uint64_t h = hfs_name_hash(parent, name, len);
 	for (struct hfs_hlink *l = fs->by_name.b[h & (fs->by_name.nb - 1)]; l; l = l->next) {
 		struct hfs_name *nm = container_of(l, struct hfs_name, h);
-		if (l->hash == h && nm->parent->ino == parent && nm->len == len &&
-		    !memcmp(nm->name, name, len))
+		if (nm->parent->ino == parent && !strcmp(nm->name, name))
 			return nm;
 	}
 	return NULL;
@@ -168,7 +185,8 @@ static void node_maybe_free(struct hfs *fs, struct hfs_node *n)
 		}
 		htab_del(&fs->by_ino, &n->h_ino);
 		htab_del(&fs->by_key, &n->h_key);
-		pthread_mutex_destroy(&n->wlock);
+		if (n->evicting)
+			fs->evict_pending--;
 		free(n);
 		if (!last)
 			return;
@@ -188,16 +206,20 @@ static struct hfs_node *node_new(struct hfs *fs, const struct hb_attr *a)
 	n->attr = *a;
 	n->attr_at = hfs_now();
 	atomic_init(&n->wseq, 0);
-	pthread_mutex_init(&n->wlock, NULL);
 	htab_add(&fs->by_ino, &n->h_ino, mix64(n->ino));
 	htab_add(&fs->by_key, &n->h_key, key_hash(n->fsid, n->fileid));
+	if (fs->o.max_nodes && fs->by_ino.count > fs->o.max_nodes)
+		pthread_cond_signal(&fs->evict_cond);
 	return n;
 }
 
 int hfs_nodes_init(struct hfs *fs, const struct hb_attr *root_attr)
 {
-	if (htab_init(&fs->by_ino) || htab_init(&fs->by_key) ||
-	    htab_init(&fs->by_name))
+	for (int i = 0; i < HFS_WLOCKS; i++)
+		pthread_mutex_init(&fs->wlocks[i], NULL);
+	if (htab_init(&fs->by_ino, ino_link_hash) ||
+	    htab_init(&fs->by_key, key_link_hash) ||
+	    htab_init(&fs->by_name, name_link_hash))
 		return -ENOMEM;
 	fs->next_ino = FUSE_ROOT_ID;
 	fs->root = node_new(fs, root_attr);
@@ -225,6 +247,8 @@ void hfs_nodes_free(struct hfs *fs)
 	free(fs->by_key.b);
 	free(fs->by_name.b);
 	fs->by_ino.b = fs->by_key.b = fs->by_name.b = NULL;
+	for (int i = 0; i < HFS_WLOCKS; i++)
+		pthread_mutex_destroy(&fs->wlocks[i]);
 }
 
 struct hfs_node *hfs_node_get(struct hfs *fs, uint64_t ino)
@@ -255,7 +279,6 @@ static int name_add(struct hfs *fs, struct hfs_node *parent,
 	if (!nm)
 		return -ENOMEM;
 	memcpy(nm->name, name, len + 1);
-	nm->len = len;
 	nm->parent = parent;
 	nm->node = n;
 	parent->refs++;
@@ -294,6 +317,10 @@ struct hfs_node *hfs_node_link(struct hfs *fs, struct hfs_node *parent,
 	}
 	n->nlookup += nlookup;
 	n->refs++;
+	if (n->evicting) { /* wanted again */
+		n->evicting = false;
+		fs->evict_pending--;
+	}
 	if (!old && n != fs->root) {
 		if (S_ISDIR(attr->mode)) /* I2 */
 			while (n->names)
@@ -386,7 +413,7 @@ int hfs_path(struct hfs *fs, struct hfs_node *n, const char *name,
 			pthread_mutex_unlock(&fs->lock);
 			return -ESTALE;
 		}
-		len += p->names->len + 1;
+		len += strlen(p->names->name) + 1;
 	}
 	char *path = malloc(len + 2);
 	if (!path) {
@@ -402,8 +429,9 @@ int hfs_path(struct hfs *fs, struct hfs_node *n, const char *name,
 		path[--pos] = '/';
 	}
 	for (struct hfs_node *p = n; p != fs->root; p = p->names->parent) {
-		pos -= p->names->len;
-		memcpy(path + pos, p->names->name, p->names->len);
+		size_t l = strlen(p->names->name);
+		pos -= l;
+		memcpy(path + pos, p->names->name, l);
 		path[--pos] = '/';
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -420,4 +448,67 @@ void hfs_node_set_attr(struct hfs *fs, struct hfs_node *n,
 	n->attr = *a;
 	n->attr_at = hfs_now();
 	pthread_mutex_unlock(&fs->lock);
+}
+
+void hfs_node_counts(struct hfs *fs, uint64_t *nodes, uint64_t *names)
+{
+	pthread_mutex_lock(&fs->lock);
+	*nodes = fs->by_ino.count;
+	*names = fs->by_name.count;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+pthread_mutex_t *hfs_node_wlock(struct hfs *fs, const struct hfs_node *n)
+{
+	return &fs->wlocks[mix64(n->ino) % HFS_WLOCKS];
+}
+
+/* ---- eviction (fs_i.h: bounding the node table) ---- */
+
+size_t hfs_evict_want(struct hfs *fs)
+{
+	size_t max = fs->o.max_nodes, count = fs->by_ino.count;
+	if (!max || count <= max || count - fs->evict_pending <= max - max / 8)
+		return 0;
+	return count - fs->evict_pending - (max - max / 8);
+}
+
+static bool evictable(struct hfs *fs, const struct hfs_node *n,
+		      double older_than)
+{
+	return n != fs->root && n->nlookup > 0 && n->refs == 0 &&
+	       !n->evicting && n->names && !n->names->nnext &&
+	       !S_ISDIR(n->attr.mode) && n->attr.nlink <= 1 &&
+	       n->attr_at < older_than && strlen(n->names->name) < 256;
+}
+
+size_t hfs_evict_pick(struct hfs *fs, struct hfs_victim *v, size_t max,
+		      double older_than)
+{
+	struct hfs_htab *t = &fs->by_ino;
+	size_t got = 0;
+	for (size_t swept = 0; swept < t->nb && got < max; swept++) {
+		size_t i = fs->evict_hand++ & (t->nb - 1);
+		for (struct hfs_hlink *l = t->b[i]; l && got < max; l = l->next) {
+			struct hfs_node *n = container_of(l, struct hfs_node, h_ino);
+			if (!evictable(fs, n, older_than))
+				continue;
+			v[got].parent = n->names->parent->ino;
+			v[got].ino = n->ino;
+			strcpy(v[got].name, n->names->name);
+			n->evicting = true;
+			fs->evict_pending++;
+			got++;
+		}
+	}
+	return got;
+}
+
+void hfs_evict_undo(struct hfs *fs, uint64_t ino)
+{
+	struct hfs_node *n = find_ino(fs, ino);
+	if (n && n->evicting) {
+		n->evicting = false;
+		fs->evict_pending--;
+	}
 }

@@ -584,7 +584,7 @@ static void store_done(void *arg, int64_t res)
 
 /* Keep what the server accepted: drop the cached blocks the write touched,
  * then store the blocks it covers whole (and a short last block when it
- * ends the file).  Runs under n->wlock, so the copies of two writes reach
+ * ends the file).  Runs under the node's wlock (hfs_node_wlock), so the copies of two writes reach
  * the cache in the order the server took them.  Without a pool buffer the
  * range is only dropped: correct, a miss later. */
 static void store_write(struct hfs *fs, struct hfs_node *n, uint64_t obj,
@@ -646,12 +646,13 @@ void hfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		n->writers++;
 		pthread_mutex_unlock(&fs->lock);
 	}
-	pthread_mutex_lock(&n->wlock);
+	pthread_mutex_t *wlock = hfs_node_wlock(fs, n);
+	pthread_mutex_lock(wlock);
 	atomic_fetch_add(&n->wseq, 1); /* odd: a write is under way */
 	int64_t r = fs->b->ops->pwrite(fs->b, fh->bf, buf, size, (uint64_t)off);
 	atomic_fetch_add(&n->wseq, 1);
 	if (r < 0) {
-		pthread_mutex_unlock(&n->wlock);
+		pthread_mutex_unlock(wlock);
 		hfs_count_err(fs, (int)r);
 		fuse_reply_err(req, (int)-r);
 		hfs_fh_put(fs, fh);
@@ -665,7 +666,7 @@ void hfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	pthread_mutex_unlock(&fs->lock);
 	if (obj && r > 0)
 		store_write(fs, n, obj, buf, (uint64_t)off, (uint64_t)r, fsize);
-	pthread_mutex_unlock(&n->wlock);
+	pthread_mutex_unlock(wlock);
 	fuse_reply_write(req, (size_t)r);
 	add(&fs->st.write_ops, 1);
 	add(&fs->st.write_bytes, (uint64_t)r);
