@@ -189,8 +189,8 @@ static void *evictor(void *arg)
 		bool broken = false;
 		for (size_t i = 0; i < n; i++) {
 			int r = broken ? -ENOSYS :
-				fuse_lowlevel_notify_delete(fs->se, v[i].parent, v[i].ino,
-							    v[i].name, strlen(v[i].name));
+				fuse_lowlevel_notify_inval_entry(fs->se, v[i].parent,
+								 v[i].name, strlen(v[i].name));
 			if (r == 0) {
 				done++;
 				continue;

@@ -240,12 +240,13 @@ uint64_t hfs_name_hash(uint64_t parent, const char *name, size_t len);
 /* Bounding the node table (-o maxnodes).  Nodes exist while the kernel
  * holds the inode, and the kernel holds what it looked up until memory
  * pressure makes it forget; so the daemon asks it to forget files
- * (fuse_lowlevel_notify_delete on their entry: the kernel drops the
- * dentry, and the inode, unused, is evicted and FORGET follows).  Only
- * files nobody uses qualify: not a directory (that would mark it dead for
- * a process inside it), no open handle or child (refs == 0), one name and
- * nlink 1 (the kernel zeroes the inode's link count), looked up more than
- * @older_than ago.  A file looked up again is just looked up again.
+ * (fuse_lowlevel_notify_inval_entry on their entry: the kernel drops the
+ * dentry, and the inode, unused, is evicted and FORGET follows; unlike
+ * notify_delete it leaves the inode's link count alone, so a process that
+ * stats the file meanwhile sees it as it is).  Only files nobody uses
+ * qualify: not a directory, no open handle or child (refs == 0), one name
+ * and nlink 1 (another name would keep the inode anyway), looked up more
+ * than @older_than ago.  A file looked up again is just looked up again.
  * All under fs->lock. */
 struct hfs_victim {
 	uint64_t parent, ino;
