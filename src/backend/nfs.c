@@ -63,7 +63,8 @@
  * Limits of libnfs 4.0 (found against ganesha 4.3):
  *  - v4: nfs_readdir entries leave inode, dev and other fields
  *    uninitialised (garbage under ASan, often 0), so readdir does one
- *    GETATTR per entry to learn the fileid; nfs_lstat64 gives nfs_dev 0,
+ *    GETATTR per entry to learn the fileid (NFS_RD_DEPTH of them in flight
+ *    on one connection, through the async API); nfs_lstat64 gives nfs_dev 0,
  *    so fsid is 0; nfs_get_readmax/writemax return 0, so READs start at
  *    1 MiB and are halved while the server refuses them (ganesha answers
  *    EIO above its maximum, not a short read).
@@ -428,14 +429,109 @@ static int nfs_hb_getattr(struct hb *b, const struct hb_cred *cr,
 	return r;
 }
 
+/* One entry of a listing whose attributes are asked for (readdir). */
+struct rd_ent {
+	char *name;
+	struct hb_attr a;
+	int r;      /* 0, or a negative errno */
+	int state;  /* RD_* */
+	size_t *inflight; /* while RD_SENT: the count to drop on the reply */
+};
+
+enum { RD_HAVE, RD_ASK, RD_SENT };
+
+#define NFS_RD_DEPTH 32 /* GETATTRs of one listing in flight at once */
+
+static void rd_getattr_cb(int err, struct nfs_context *ctx, void *data,
+			  void *priv)
+{
+	struct rd_ent *e = priv;
+	e->r = nfs_err(ctx, err);
+	if (!e->r)
+		attr_from_stat64(&e->a, data);
+	e->state = RD_HAVE;
+	(*e->inflight)--;
+}
+
+/*
+ * The attributes of @ents[0..n) in state RD_ASK (their names below @dir),
+ * NFS_RD_DEPTH GETATTRs in flight on one connection instead of one round
+ * trip each.  An entry that cannot be asked for gets an error.  Returns
+ * 0, -ENOMEM, or -EIO if the connection broke: libnfs may then still
+ * call back into @ents, which the caller must leak.
+ */
+static int rd_getattrs(struct nfs_hb *n, const struct hb_cred *cr,
+		       const char *dir, struct rd_ent *ents, size_t cnt)
+{
+	size_t plen = strlen(dir), next = 0;
+	/* on the heap: leaked with @ents if the connection breaks */
+	size_t *inflight = calloc(1, sizeof(*inflight));
+	char *child = NULL;
+	int broken = 0;
+	if (!inflight)
+		return -ENOMEM;
+	struct nfs_conn *c = conn_get(n);
+	conn_cred(c, cr);
+	struct nfs_context *ctx = c->ctx;
+	for (;;) {
+		while (!broken && *inflight < NFS_RD_DEPTH && next < cnt) {
+			struct rd_ent *e = &ents[next++];
+			if (e->state != RD_ASK)
+				continue;
+			size_t nlen = strlen(e->name);
+			char *p = realloc(child, plen + nlen + 2);
+			if (!p) {
+				e->r = -ENOMEM;
+				e->state = RD_HAVE;
+				continue;
+			}
+			child = p;
+			memcpy(child, dir, plen);
+			size_t o = plen;
+			if (o == 0 || child[o - 1] != '/')
+				child[o++] = '/';
+			memcpy(child + o, e->name, nlen + 1);
+			/* libnfs copies the path: child is reused */
+			e->state = RD_SENT;
+			e->inflight = inflight;
+			if (nfs_lstat64_async(ctx, child, rd_getattr_cb, e)) {
+				e->r = nfs_err(ctx, -1);
+				e->state = RD_HAVE;
+				continue;
+			}
+			(*inflight)++;
+		}
+		if (broken || (!*inflight && next == cnt))
+			break;
+		/* libnfs's own timeouts (nfs_set_timeout) end every call:
+		 * service at least every 100 ms, as its sync calls do */
+		struct pollfd pfd = {nfs_get_fd(ctx), (short)nfs_which_events(ctx), 0};
+		int pr = poll(&pfd, 1, 100);
+		if (nfs_service(ctx, pr < 0 ? 0 : pfd.revents) < 0)
+			broken = 1;
+	}
+	conn_put(c);
+	free(child);
+	if (!broken) {
+		free(inflight);
+		return 0;
+	}
+	for (size_t i = 0; i < cnt; i++)
+		if (ents[i].state != RD_HAVE) {
+			ents[i].r = -EIO;
+			ents[i].state = RD_HAVE;
+		}
+	return -EIO;
+}
+
 static int nfs_hb_readdir(struct hb *b, const struct hb_cred *cr,
 			  const char *path, hb_dirent_fn fn, void *arg)
 {
 	struct nfs_hb *n = to_nfs(b);
 	struct nfsdir *dir = NULL;
 	struct nfsdirent *e;
-	char *child = NULL;
-	size_t plen = strlen(path);
+	struct rd_ent *ents = NULL;
+	size_t cnt = 0, cap = 0, ask = 0;
 	int r;
 
 	struct nfs_conn *c = conn_get(n);
@@ -451,42 +547,53 @@ static int nfs_hb_readdir(struct hb *b, const struct hb_cred *cr,
 		return r;
 	/* Invariant 3: dir is ours alone until closedir. */
 	while ((e = nfs_readdir(dctx, dir)) != NULL) {
-		struct hb_attr a;
-		const struct hb_attr *ap = &a;
 		if (!strcmp(e->name, ".") || !strcmp(e->name, ".."))
 			continue;
-		if (n->version == 3 && e->inode != 0 && e->mode != 0) {
-			attr_from_dirent(&a, e);
-		} else {
-			/* v4 (libnfs 4.0 leaves the entry's inode, dev,
-			 * ... uninitialised), or a v3 entry without
-			 * attributes: ask. */
-			size_t nlen = strlen(e->name);
-			char *p = realloc(child, plen + nlen + 2);
-			if (!p) {
+		if (cnt == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			struct rd_ent *v = realloc(ents, ncap * sizeof(*v));
+			if (!v) {
 				r = -ENOMEM;
 				break;
 			}
-			child = p;
-			memcpy(child, path, plen);
-			size_t o = plen;
-			if (o == 0 || child[o - 1] != '/')
-				child[o++] = '/';
-			memcpy(child + o, e->name, nlen + 1);
-			r = nfs_hb_getattr(b, cr, child, &a);
-			if (r == -ENOENT)
-				continue; /* removed since the listing */
-			if (r)
-				ap = NULL;
+			ents = v;
+			cap = ncap;
 		}
-		r = fn(e->name, ap, arg);
-		if (r)
+		struct rd_ent *d = &ents[cnt];
+		memset(d, 0, sizeof(*d));
+		d->name = strdup(e->name);
+		if (!d->name) {
+			r = -ENOMEM;
 			break;
+		}
+		cnt++;
+		if (n->version == 3 && e->inode != 0 && e->mode != 0) {
+			attr_from_dirent(&d->a, e);
+			d->state = RD_HAVE;
+		} else {
+			/* v4 (libnfs 4.0 leaves the entry's inode, dev,
+			 * ... uninitialised), or a v3 entry without
+			 * attributes: ask, many at once. */
+			d->state = RD_ASK;
+			ask++;
+		}
 	}
-	free(child);
 	pthread_mutex_lock(&c->lock);
 	nfs_closedir(dctx, dir); /* dctx may be retired by now: still valid */
 	conn_put(c);
+	if (!r && ask) {
+		r = rd_getattrs(n, cr, path, ents, cnt);
+		if (r == -EIO)
+			return r; /* libnfs may still call back into ents: leaked */
+	}
+	for (size_t i = 0; i < cnt && !r; i++) {
+		if (ents[i].r == -ENOENT)
+			continue; /* removed since the listing */
+		r = fn(ents[i].name, ents[i].r ? NULL : &ents[i].a, arg);
+	}
+	for (size_t i = 0; i < cnt; i++)
+		free(ents[i].name);
+	free(ents);
 	return r;
 }
 
