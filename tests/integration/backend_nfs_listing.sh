@@ -2,8 +2,8 @@
 # Description: an NFSv4 listing's attributes (libnfs 4.0's READDIR gives
 # none: one GETATTR per entry) are asked for many at a time, not one round
 # trip each: 152 entries behind a proxy adding 20 ms each way (40 ms round
-# trips, 6 s one by one; 7.1 s before) list in well under that (0.7 s),
-# with every entry's attributes right.
+# trips, 6 s one by one; 7.1 s before) list with many GETATTRs in flight
+# at once at the proxy (0.7 s), with every entry's attributes right.
 # Server: ganesha on 127.0.0.51, proxy on 127.0.0.52.  Exit 0/1/77.
 set -u
 top=${HOARDFS_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -54,9 +54,12 @@ fmtd=$(printf '%s\n' "$got" | fmt 2>"$work/fmt.err") || { echo "FAIL: unexpected
 if [ "$fmtd" != "$want" ]; then
 	echo "FAIL: listing differs"; diff <(echo "$want") <(echo "$fmtd") | head; fails=$((fails + 1))
 fi
-# 152 entries one by one: >= 152 x 40 ms = 6 s.  Many at once: a few
-# round trips for the mount, READDIR and the batches.
+# One by one, the proxy never sees more than one call of this one
+# connection waiting for its reply; many at once, a batch's worth.  (The
+# time is shown, not asserted: 152 round trips of 40 ms would be 6 s.)
 echo "--- listed 152 entries in $ms ms"
-[ "$ms" -lt 3000 ] || { echo "FAIL: listing took $ms ms (one GETATTR per round trip?)"; fails=$((fails + 1)); }
+inflight=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["max_calls_in_flight"])' "$work/stats.json")
+echo "--- at most $inflight calls in flight"
+[ "$inflight" -ge 8 ] || { echo "FAIL: at most $inflight calls in flight: one GETATTR per round trip?"; fails=$((fails + 1)); }
 [ "$fails" = 0 ] && echo PASS
 [ "$fails" = 0 ]

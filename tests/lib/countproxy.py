@@ -22,6 +22,8 @@ after every chunk and on SIGUSR1) up to date:
   reads_in_flight   calls with a READ passed on whose reply has not come
                     back yet, over all connections; max_reads_in_flight
                     the most there ever were (do READs overlap?)
+  calls_in_flight   any calls passed on whose reply has not come back yet;
+                    max_calls_in_flight the most there ever were
 
 Parsing is of the client->server stream, and of the replies only their
 record marking and xid (for reads_in_flight): RPC record marking, the
@@ -68,7 +70,8 @@ class Stats:
         self.d = {"connections": 0, "bytes_to_server": 0, "bytes_to_client": 0,
                   "rpc_calls": 0, "nfs_calls": {}, "nfs4_ops": {}, "reads": 0,
                   "writes": 0, "mount_calls": 0, "reads_in_flight": 0,
-                  "max_reads_in_flight": 0}
+                  "max_reads_in_flight": 0, "calls_in_flight": 0,
+                  "max_calls_in_flight": 0}
         self.dirty = True
 
     def bump(self, key, sub=None, n=1):
@@ -184,9 +187,10 @@ def _count_call(rec, st):
 class CallParser:
     """Reassembles RPC records (RFC 5531 record marking) from a stream."""
 
-    def __init__(self, st, reads):
+    def __init__(self, st, reads, calls):
         self.st = st
         self.reads = reads  # xids of READ calls in flight on this connection
+        self.calls = calls  # xids of all calls in flight on this connection
         self.buf = bytearray()
         self.frags = bytearray()
 
@@ -201,6 +205,14 @@ class CallParser:
             self.frags += self.buf[4:4 + min(n, 65536)]
             del self.buf[:4 + n]
             if hdr & 0x80000000:
+                if len(self.frags) >= 4:  # every call: calls_in_flight
+                    cx = struct.unpack_from(">I", self.frags, 0)[0]
+                    if cx not in self.calls:
+                        self.calls.add(cx)
+                        n = self.st.d["calls_in_flight"] + 1
+                        self.st.d["calls_in_flight"] = n
+                        if n > self.st.d["max_calls_in_flight"]:
+                            self.st.d["max_calls_in_flight"] = n
                 xid = parse_call(bytes(self.frags), self.st)
                 self.frags = bytearray()
                 if xid is not None and xid not in self.reads:
@@ -216,9 +228,10 @@ class ReplyParser:
     them (READ replies are big): the xid that opens each record ends a READ
     in flight."""
 
-    def __init__(self, st, reads):
+    def __init__(self, st, reads, calls):
         self.st = st
         self.reads = reads
+        self.calls = calls
         self.hdr = bytearray()   # a fragment header being read
         self.left = 0            # bytes of the current fragment still to come
         self.last = True         # the current fragment ends its record
@@ -248,6 +261,9 @@ class ReplyParser:
                     if xid in self.reads:
                         self.reads.discard(xid)
                         self.st.bump("reads_in_flight", n=-1)
+                    if xid in self.calls:
+                        self.calls.discard(xid)
+                        self.st.bump("calls_in_flight", n=-1)
             self.left -= take
             i += take
 
@@ -299,11 +315,12 @@ async def handle(creader, cwriter, target, st, delay):
     except OSError:
         cwriter.close()
         return
-    reads = set()
+    reads, calls = set(), set()
     await asyncio.gather(
-        pump(creader, swriter, st, "bytes_to_server", delay, CallParser(st, reads)),
-        pump(sreader, cwriter, st, "bytes_to_client", delay, ReplyParser(st, reads)))
+        pump(creader, swriter, st, "bytes_to_server", delay, CallParser(st, reads, calls)),
+        pump(sreader, cwriter, st, "bytes_to_client", delay, ReplyParser(st, reads, calls)))
     st.d["reads_in_flight"] -= len(reads)  # the connection closed on them
+    st.d["calls_in_flight"] -= len(calls)
     for w in (swriter, cwriter):
         w.close()
     st.write()
