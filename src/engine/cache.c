@@ -1154,11 +1154,11 @@ static int plan_read(struct hoard_cache *c, struct hreq *q, uint32_t nb)
 	return 0;
 }
 
-int hoard_read(struct hoard_cache *c, uint64_t id, uint64_t off, size_t len, void *buf,
-	       hoard_done_fn done, void *arg)
+/* A read request for blocks of @id at @off, planned (which blocks are
+ * present, where) and counted; NULL with *err on failure. */
+static struct hreq *read_plan(struct hoard_cache *c, uint64_t id, uint64_t off,
+			      size_t len, void *buf, int *err)
 {
-	if (off % HBLK || len == 0 || len > HREQ_MAX_BLOCKS * HBLK || ((uintptr_t)buf % HBLK))
-		return -EINVAL;
 	uint32_t nb = (uint32_t)((len + HBLK - 1) / HBLK);
 	struct hreq *q = req_get(c);
 	q->write = 0;
@@ -1166,17 +1166,30 @@ int hoard_read(struct hoard_cache *c, uint64_t id, uint64_t off, size_t len, voi
 	q->off = off;
 	q->len = len;
 	q->buf = buf;
-	q->done = done;
-	q->arg = arg;
 	pthread_mutex_lock(&c->lock);
 	int r = plan_read(c, q, nb);
 	pthread_mutex_unlock(&c->lock);
 	if (r < 0) {
 		req_put(c, q);
-		return r;
+		*err = r;
+		return NULL;
 	}
 	atomic_fetch_add(&c->hits, q->nblk);
 	atomic_fetch_add(&c->misses, nb - q->nblk);
+	return q;
+}
+
+int hoard_read(struct hoard_cache *c, uint64_t id, uint64_t off, size_t len, void *buf,
+	       hoard_done_fn done, void *arg)
+{
+	if (off % HBLK || len == 0 || len > HREQ_MAX_BLOCKS * HBLK || ((uintptr_t)buf % HBLK))
+		return -EINVAL;
+	int r = 0;
+	struct hreq *q = read_plan(c, id, off, len, buf, &r);
+	if (!q)
+		return r;
+	q->done = done;
+	q->arg = arg;
 	if (q->nblk == 0) {
 		req_put(c, q);
 		done(arg, 0);
@@ -1277,22 +1290,10 @@ int64_t hoard_read_sync(struct hoard_cache *c, uint64_t id, uint64_t off, size_t
 		return -EINVAL;
 	if (!c->ops->sync_io)
 		return sync_call(c, 0, id, off, len, buf);
-	uint32_t nb = (uint32_t)((len + HBLK - 1) / HBLK);
-	struct hreq *q = req_get(c);
-	q->write = 0;
-	q->objid = id;
-	q->off = off;
-	q->len = len;
-	q->buf = buf;
-	pthread_mutex_lock(&c->lock);
-	int r = plan_read(c, q, nb);
-	pthread_mutex_unlock(&c->lock);
-	if (r < 0) {
-		req_put(c, q);
+	int r = 0;
+	struct hreq *q = read_plan(c, id, off, len, buf, &r);
+	if (!q)
 		return r;
-	}
-	atomic_fetch_add(&c->hits, q->nblk);
-	atomic_fetch_add(&c->misses, nb - q->nblk);
 	int64_t got = 0;
 	for (uint32_t i = 0; i < q->nblk && r == 0;) {
 		int n = 0;

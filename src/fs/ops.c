@@ -1019,13 +1019,10 @@ static size_t dirent_encode(const struct hfs_dirent *de, size_t len,
 	return DIRENT_HDR + len;
 }
 
-/* Store @d, the listing the server just gave for @n (attributes @da). */
-static void store_listing(struct hfs *fs, struct hfs_node *n,
-			  const struct hb_attr *da, const struct hfs_dirh *d)
+/* The directory @n is engine object @obj with coherency from @da. */
+static void dir_seen(struct hfs *fs, struct hfs_node *n, uint64_t obj,
+		     const struct hb_attr *da)
 {
-	uint64_t obj;
-	if (obj_acquire(fs, da, &obj) < 0)
-		return;
 	struct hfs_coh coh;
 	hfs_coh_from_attr(&coh, da);
 	pthread_mutex_lock(&fs->lock);
@@ -1033,6 +1030,16 @@ static void store_listing(struct hfs *fs, struct hfs_node *n,
 	n->coh = coh;
 	n->coh_valid = true;
 	pthread_mutex_unlock(&fs->lock);
+}
+
+/* Store @d, the listing the server just gave for @n (attributes @da). */
+static void store_listing(struct hfs *fs, struct hfs_node *n,
+			  const struct hb_attr *da, const struct hfs_dirh *d)
+{
+	uint64_t obj;
+	if (obj_acquire(fs, da, &obj) < 0)
+		return;
+	dir_seen(fs, n, obj, da);
 	/* The marker goes first and comes back last: a listing cut short
 	 * (error, crash) is never taken for a whole one. */
 	int r = hoard_meta_del(fs->cache, obj, HFS_META_LISTING, 0);
@@ -1143,13 +1150,7 @@ static int load_listing(struct hfs *fs, struct hfs_node *n,
 		d->n = 0;
 		return -ENOENT;
 	}
-	struct hfs_coh coh;
-	hfs_coh_from_attr(&coh, da);
-	pthread_mutex_lock(&fs->lock);
-	n->obj = obj;
-	n->coh = coh;
-	n->coh_valid = true;
-	pthread_mutex_unlock(&fs->lock);
+	dir_seen(fs, n, obj, da);
 	return 0;
 }
 
