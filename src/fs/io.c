@@ -675,41 +675,40 @@ void hfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 
 /* ---- setup ---- */
 
+/* @n buffers of @size bytes, faulted in now (mlockall), onto *@free. */
+static int bufs_alloc(struct hfs *fs, struct hfs_buf **all, uint32_t n,
+		      size_t size, bool small, struct hfs_buf **free_list,
+		      uint32_t *count)
+{
+	*all = calloc(n, sizeof(**all));
+	if (!*all)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		struct hfs_buf *b = &(*all)[i];
+		void *p;
+		if (posix_memalign(&p, BLK, size))
+			return -ENOMEM;
+		memset(p, 0, size);
+		b->data = p;
+		b->fs = fs;
+		b->small = small;
+		b->next = *free_list;
+		*free_list = b;
+		(*count)++;
+	}
+	return 0;
+}
+
 int hfs_io_init(struct hfs *fs)
 {
 	pthread_once(&tl_once, tl_init);
-	uint32_t n = fs->o.pool_bufs ? fs->o.pool_bufs : 16;
-	fs->pool_all = calloc(n, sizeof(*fs->pool_all));
-	if (!fs->pool_all)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < n; i++) {
-		struct hfs_buf *b = &fs->pool_all[i];
-		void *p;
-		if (posix_memalign(&p, BLK, HFS_BUF_SIZE))
-			return -ENOMEM;
-		memset(p, 0, HFS_BUF_SIZE); /* fault in now (mlockall) */
-		b->data = p;
-		b->fs = fs;
-		b->next = fs->pool_free;
-		fs->pool_free = b;
-		fs->pool_n++;
-	}
-	fs->small_all = calloc(HFS_SMALL_BUFS, sizeof(*fs->small_all));
-	if (!fs->small_all)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < HFS_SMALL_BUFS; i++) {
-		struct hfs_buf *b = &fs->small_all[i];
-		void *p;
-		if (posix_memalign(&p, BLK, HFS_SMALL_BUF))
-			return -ENOMEM;
-		memset(p, 0, HFS_SMALL_BUF);
-		b->data = p;
-		b->fs = fs;
-		b->small = true;
-		b->next = fs->small_free;
-		fs->small_free = b;
-		fs->small_n++;
-	}
+	int r = bufs_alloc(fs, &fs->pool_all, fs->o.pool_bufs ? fs->o.pool_bufs : 16,
+			   HFS_BUF_SIZE, false, &fs->pool_free, &fs->pool_n);
+	if (!r)
+		r = bufs_alloc(fs, &fs->small_all, HFS_SMALL_BUFS, HFS_SMALL_BUF,
+			       true, &fs->small_free, &fs->small_n);
+	if (r)
+		return r;
 	for (int i = 0; i < HFS_WORKERS; i++) {
 		if (pthread_create(&fs->workers[i], NULL, worker, fs))
 			return -EAGAIN;
