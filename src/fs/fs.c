@@ -158,6 +158,28 @@ static void evict_pause(struct hfs *fs, double secs)
 	}
 }
 
+/* Wait (until HFS_EVICT_GAP_WAIT_US after @t0, the batch's start) until no
+ * readdirplus reply has been in progress for HFS_EVICT_GAP_US: an inode evicted while the kernel
+ * waits for such a reply makes it drop the attributes the reply brings
+ * (fuse_iget compares its eviction counter), and every entry then costs
+ * a GETATTR.  A walk (find, ls -l) reads a directory, then stats its
+ * entries: evictions go in the second part. */
+#define HFS_EVICT_GAP_US 2000
+#define HFS_EVICT_GAP_WAIT_US 200000
+static void evict_gap(struct hfs *fs, uint64_t t0)
+{
+	for (;;) {
+		uint64_t now = hfs_now_us();
+		if (atomic_load(&fs->linking) == 0 &&
+		    now - atomic_load(&fs->linked_at) >= HFS_EVICT_GAP_US)
+			return;
+		if (now - t0 >= HFS_EVICT_GAP_WAIT_US)
+			return; /* memory first: a walk with no pauses */
+		struct timespec ts = {0, 500000};
+		nanosleep(&ts, NULL);
+	}
+}
+
 static void *evictor(void *arg)
 {
 	struct hfs *fs = arg;
@@ -184,10 +206,16 @@ static void *evictor(void *arg)
 			continue;
 		}
 		young = false;
+		/* a quarter over the bound: memory first, no waiting for gaps
+		 * (parallel walkers may leave none) */
+		bool urgent = fs->by_ino.count > fs->o.max_nodes + fs->o.max_nodes / 4;
 		pthread_mutex_unlock(&fs->lock);
 		uint64_t done = 0;
 		bool broken = false;
+		uint64_t batch_t0 = hfs_now_us(); /* the wait is per batch */
 		for (size_t i = 0; i < n; i++) {
+			if (!broken && !urgent)
+				evict_gap(fs, batch_t0);
 			int r = broken ? -ENOSYS :
 				fuse_lowlevel_notify_inval_entry(fs->se, v[i].parent,
 								 v[i].name, strlen(v[i].name));

@@ -180,6 +180,12 @@ struct hfs {
 	bool evict_started, evict_stop; /* fs->lock */
 	size_t evict_hand;           /* [L] next by_ino bucket to sweep */
 	size_t evict_pending;        /* [L] nodes with evicting set */
+	/* Replies that link new inodes (readdirplus, lookup) in progress and
+	 * when the last ended (hfs_now_us): the kernel drops the attributes
+	 * of such a reply if any inode was evicted while it was in flight
+	 * (fuse_iget's evict_ctr check), so the evictor waits for a gap. */
+	atomic_int linking;
+	atomic_uint_fast64_t linked_at;
 
 	/* cache-fill buffers (I4, style habit 6: no allocation on the data
 	 * path) */

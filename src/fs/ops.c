@@ -1346,10 +1346,25 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	do_readdir(req, ino, size, off, fi, false);
 }
 
+/* Around a reply that makes the kernel create inodes (fs_i.h: linking). */
+static void linking_begin(struct hfs *fs)
+{
+	atomic_fetch_add(&fs->linking, 1);
+}
+
+static void linking_end(struct hfs *fs)
+{
+	atomic_store(&fs->linked_at, hfs_now_us());
+	atomic_fetch_sub(&fs->linking, 1);
+}
+
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
 			   off_t off, struct fuse_file_info *fi)
 {
+	struct hfs *fs = FS(req);
+	linking_begin(fs);
 	do_readdir(req, ino, size, off, fi, true);
+	linking_end(fs);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
