@@ -90,7 +90,6 @@ struct hfs_node {
 	struct hfs_coh coh;        /* [L] coherency at the last open/own change */
 	atomic_uint_fast64_t wseq; /* bumped around every write/truncate (I4) */
 	bool coh_valid;            /* [L] */
-	bool dir_stored;           /* [L] listing stored for this coh */
 	bool evicting;             /* [L] the kernel was asked to forget it
 				      (hfs_evict; counted in evict_pending) */
 };

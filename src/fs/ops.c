@@ -139,13 +139,14 @@ static void to_stat(const struct hb_attr *a, struct stat *st)
 	st->st_ctim = a->ctime;
 }
 
-static void fill_entry(struct hfs *fs, struct hfs_node *n,
-		       const struct hb_attr *a, struct fuse_entry_param *e)
+/* @ttl: seconds the kernel may keep the entry and its attributes. */
+static void fill_entry(struct hfs_node *n, const struct hb_attr *a,
+		       double ttl, struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = n->ino;
 	to_stat(a, &e->attr);
-	e->attr_timeout = e->entry_timeout = ac_timeout(fs, a);
+	e->attr_timeout = e->entry_timeout = ttl > 0 ? ttl : 0;
 }
 
 void hfs_coh_from_attr(struct hfs_coh *c, const struct hb_attr *a)
@@ -214,6 +215,17 @@ static void put_attr_record(struct hfs *fs, uint64_t obj,
 	attr_encode(a, v);
 	cache_err(fs, hoard_meta_put(fs->cache, obj, HFS_META_ATTR, 0, v,
 				     sizeof(v)));
+}
+
+/* The engine object of the server's file (@fsid, @fileid), 0 if none. */
+static uint64_t obj_find(struct hfs *fs, uint64_t fsid, uint64_t fileid)
+{
+	uint8_t key[16];
+	struct hoard_obj_info info;
+	obj_key(fsid, fileid, key);
+	if (hoard_obj_lookup(fs->cache, fs->vol, key, sizeof(key), &info))
+		return 0;
+	return info.id;
 }
 
 /* Acquire the engine object of @a's file with fresh coherency data.
@@ -285,14 +297,8 @@ static void node_gone(struct hfs *fs, struct hfs_node *n)
 	}
 	pthread_mutex_unlock(&fs->lock);
 	if (last) {
-		if (!obj) {
-			uint8_t key[16];
-			struct hoard_obj_info info;
-			obj_key(fsid, fileid, key);
-			if (hoard_obj_lookup(fs->cache, fs->vol, key, sizeof(key),
-					     &info) == 0)
-				obj = info.id;
-		}
+		if (!obj)
+			obj = obj_find(fs, fsid, fileid);
 		if (obj) {
 			int r = hoard_obj_remove(fs->cache, obj);
 			if (r != -ENOENT)
@@ -328,9 +334,21 @@ static int do_lookup(fuse_req_t req, struct hfs_node *p, const char *name,
 	struct hfs_node *n = hfs_node_link(fs, p, name, &a, 1);
 	if (!n)
 		return -ENOMEM;
-	fill_entry(fs, n, &a, e);
+	fill_entry(n, &a, ac_timeout(fs, &a), e);
 	hfs_node_put(fs, n);
 	return 0;
+}
+
+/* Around a reply that makes the kernel create inodes (fs_i.h: linking). */
+static void linking_begin(struct hfs *fs)
+{
+	atomic_fetch_add(&fs->linking, 1);
+}
+
+static void linking_end(struct hfs *fs)
+{
+	atomic_store(&fs->linked_at, hfs_now_us());
+	atomic_fetch_sub(&fs->linking, 1);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -342,14 +360,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
+	linking_begin(fs);
 	int r = do_lookup(req, p, name, &e);
 	hfs_node_put(fs, p);
-	if (r) {
+	if (r)
 		fuse_reply_err(req, -r);
-		return;
-	}
-	if (fuse_reply_entry(req, &e))
+	else if (fuse_reply_entry(req, &e))
 		hfs_node_forget(fs, e.ino, 1);
+	linking_end(fs);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -846,7 +864,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		r = -ENOMEM;
 		goto fail;
 	}
-	fill_entry(fs, n, &a, &e);
+	fill_entry(n, &a, ac_timeout(fs, &a), &e);
 	uint64_t obj = open_coherency(req, n, &a, fi);
 	struct hfs_fh *fh = fh_new(n, bf, obj, flags & ~(O_CREAT | O_EXCL));
 	if (!fh) {
@@ -975,12 +993,19 @@ static int list_cb(const char *name, const struct hb_attr *attr, void *arg)
 	return 0;
 }
 
+/* Drop @d's entries, keeping its array for reuse. */
+static void dirh_clear(struct hfs_dirh *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->e[i].name);
+	d->n = 0;
+}
+
 static void dirh_free(struct hfs_dirh *d)
 {
 	if (!d)
 		return;
-	for (size_t i = 0; i < d->n; i++)
-		free(d->e[i].name);
+	dirh_clear(d);
 	free(d->e);
 	free(d);
 }
@@ -1145,9 +1170,7 @@ static int load_listing(struct hfs *fs, struct hfs_node *n,
 	if (r < 0 || !c.usable || d->n != le64toh(count)) {
 		if (r < 0)
 			cache_err(fs, r);
-		for (size_t i = 0; i < d->n; i++)
-			free(d->e[i].name);
-		d->n = 0;
+		dirh_clear(d);
 		return -ENOENT;
 	}
 	dir_seen(fs, n, obj, da);
@@ -1174,15 +1197,9 @@ static void listing_update_entry(struct hfs *fs, struct hfs_node *n,
 	}
 	pthread_mutex_unlock(&fs->lock);
 	for (int i = 0; i < np; i++) {
-		uint64_t obj = p[i].obj;
-		if (!obj) { /* a parent not listed by this mount: by key */
-			uint8_t key[16];
-			struct hoard_obj_info info;
-			obj_key(p[i].fsid, p[i].fileid, key);
-			if (hoard_obj_lookup(fs->cache, fs->vol, key, sizeof(key),
-					     &info) == 0)
-				obj = info.id;
-		}
+		/* a parent not listed by this mount: by key */
+		uint64_t obj = p[i].obj ? p[i].obj :
+			       obj_find(fs, p[i].fsid, p[i].fileid);
 		size_t len = strlen(p[i].name);
 		uint64_t rid = hfs_name_hash(0, p[i].name, len);
 		uint8_t rec[DIRENT_HDR + 256];
@@ -1322,9 +1339,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (!n)
 			break;
 		struct fuse_entry_param e;
-		fill_entry(fs, n, &de->attr, &e);
-		double left = ac_left(fs, &de->attr, de->checked_ns, now);
-		e.attr_timeout = e.entry_timeout = left > 0 ? left : 0;
+		fill_entry(n, &de->attr, ac_left(fs, &de->attr, de->checked_ns, now),
+			   &e);
 		need = fuse_add_direntry_plus(req, buf + pos, size - pos,
 					      de->name, &e, i + 1);
 		if (need > size - pos) {
@@ -1344,18 +1360,6 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	do_readdir(req, ino, size, off, fi, false);
-}
-
-/* Around a reply that makes the kernel create inodes (fs_i.h: linking). */
-static void linking_begin(struct hfs *fs)
-{
-	atomic_fetch_add(&fs->linking, 1);
-}
-
-static void linking_end(struct hfs *fs)
-{
-	atomic_store(&fs->linked_at, hfs_now_us());
-	atomic_fetch_sub(&fs->linking, 1);
 }
 
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
