@@ -84,31 +84,23 @@ static void put_json_str(struct out *o, const char *s)
 	put(o, "\"");
 }
 
-static uint64_t rss_bytes(void)
-{
-	unsigned long long size = 0, res = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-	if (f) {
-		if (fscanf(f, "%llu %llu", &size, &res) != 2)
-			res = 0;
-		fclose(f);
-	}
-	return res * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
-/* The peak resident size (VmHWM), what issue #4's 64 MiB bound is about. */
-static uint64_t hwm_bytes(void)
+/* Resident size now (VmRSS) and at its peak (VmHWM, what issue #4's
+ * 64 MiB bound is about): one pass over /proc/self/status. */
+static void mem_bytes(uint64_t *rss, uint64_t *hwm)
 {
 	char line[128];
-	unsigned long long kib = 0;
+	unsigned long long kib;
+	*rss = *hwm = 0;
 	FILE *f = fopen("/proc/self/status", "r");
 	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmHWM: %llu", &kib) == 1)
-			break;
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "VmRSS: %llu", &kib) == 1)
+			*rss = (uint64_t)kib << 10;
+		else if (sscanf(line, "VmHWM: %llu", &kib) == 1)
+			*hwm = (uint64_t)kib << 10;
+	}
 	fclose(f);
-	return kib << 10;
 }
 
 #define L(x) ((unsigned long long)atomic_load_explicit(&(x), memory_order_relaxed))
@@ -120,9 +112,11 @@ static void stats_doc(struct hd_ctl *ctl, struct out *o, int table)
 	struct hoard_stats hs = {0};
 	int hr = fs ? hoard_stats(hfs_cache(fs), &hs) : -ENOENT;
 	const struct hfs_stats *s = fs ? hfs_get_stats(fs) : NULL;
+	uint64_t rss_b, hwm_b;
+	mem_bytes(&rss_b, &hwm_b);
 	unsigned long long pid = (unsigned long long)getpid(),
-			   rss = (unsigned long long)rss_bytes(),
-			   hwm = (unsigned long long)hwm_bytes(),
+			   rss = (unsigned long long)rss_b,
+			   hwm = (unsigned long long)hwm_b,
 			   up = (unsigned long long)(time(NULL) - ctl->started);
 	if (!s) {
 		pthread_mutex_unlock(&ctl->lock);

@@ -79,27 +79,28 @@ static int uring_submit(struct hoard_dev *d, struct hoard_io *io)
 	return r;
 }
 
-/* A short transfer is finished synchronously: it happens only at the end
- * of a file or on a device error, never in the normal path. */
+/* The rest of a read or write from byte @done on, with pread/pwrite:
+ * io->len, or -errno.  For short transfers (the end of a file, a device
+ * error: never the normal path) and single metadata reads. */
+static int finish_sync(struct hoard_dev *d, struct hoard_io *io, size_t done)
+{
+	while (done < io->len) {
+		ssize_t n = io->op == HOARD_IO_READ
+			? pread(d->fd, (char *)io->buf + done, io->len - done, (off_t)(io->off + done))
+			: pwrite(d->fd, (char *)io->buf + done, io->len - done, (off_t)(io->off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (size_t)n;
+	}
+	return (int)io->len;
+}
+
 static void complete(struct hoard_dev *d, struct hoard_io *io, int res)
 {
-	if (res >= 0 && io->op != HOARD_IO_FLUSH && (size_t)res < io->len) {
-		size_t done = (size_t)res;
-		while (done < io->len) {
-			ssize_t n = io->op == HOARD_IO_READ
-				? pread(d->fd, (char *)io->buf + done, io->len - done, (off_t)(io->off + done))
-				: pwrite(d->fd, (char *)io->buf + done, io->len - done, (off_t)(io->off + done));
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				res = n < 0 ? -errno : -EIO;
-				break;
-			}
-			done += (size_t)n;
-		}
-		if (done == io->len)
-			res = (int)done;
-	}
+	if (res >= 0 && io->op != HOARD_IO_FLUSH && (size_t)res < io->len)
+		res = finish_sync(d, io, (size_t)res);
 	io->done(io, res);
 }
 
@@ -154,17 +155,8 @@ static int uring_sync_io(struct hoard_dev *d, struct hoard_io *ios, int n)
 	if (n == 1 && ios[0].op == HOARD_IO_READ) {
 		/* one read (a page, or a lone cached read: hoard_read_sync):
 		 * pread(2) in this thread, no ring lock between threads */
-		size_t done = 0;
-		while (done < ios[0].len) {
-			ssize_t m = pread(d->fd, (char *)ios[0].buf + done, ios[0].len - done,
-					  (off_t)(ios[0].off + done));
-			if (m < 0 && errno == EINTR)
-				continue;
-			if (m <= 0)
-				return m < 0 ? -errno : -EIO;
-			done += (size_t)m;
-		}
-		return 0;
+		int r = finish_sync(d, &ios[0], 0);
+		return r < 0 ? r : 0;
 	}
 	pthread_mutex_lock(&d->s_lock);
 	for (int done = 0; done < n;) {
@@ -195,13 +187,15 @@ static int uring_sync_io(struct hoard_dev *d, struct hoard_io *ios, int n)
 			struct hoard_io *io = io_uring_cqe_get_data(cqe);
 			int res = cqe->res;
 			io_uring_cqe_seen(&d->sring, cqe);
-			if (res >= 0 && io->op != HOARD_IO_FLUSH && (size_t)res != io->len) {
-				/* short: finish it the slow way (end of a file) */
-				ssize_t m = io->op == HOARD_IO_READ
-					? pread(d->fd, (char *)io->buf + res, io->len - (size_t)res, (off_t)(io->off + (uint64_t)res))
-					: pwrite(d->fd, (char *)io->buf + res, io->len - (size_t)res, (off_t)(io->off + (uint64_t)res));
-				res = m == (ssize_t)(io->len - (size_t)res) ? (int)io->len : -EIO;
-			}
+			/* a transient failure (the reaper resubmits those) is
+			 * not a device error: a failed metadata write would
+			 * make the cache read-only; do it again, synchronously */
+			if ((res == -EAGAIN || res == -EINTR) && io->op != HOARD_IO_FLUSH)
+				res = 0;
+			if (res >= 0 && io->op != HOARD_IO_FLUSH && (size_t)res != io->len)
+				res = finish_sync(d, io, (size_t)res);
+			else if ((res == -EAGAIN || res == -EINTR))
+				res = fsync(d->fd) ? -errno : 0;
 			if (res < 0 && !err)
 				err = res;
 		}

@@ -34,7 +34,9 @@ HOARDFS_BIN=$bin nfs_server_start "$ex" "$addr" >"$work/server.log" 2>&1 ||
 python3 "$top/tests/lib/countproxy.py" --delay-ms 20 "$proxy:2049" "$addr:2049" "$work/stats.json" \
 	>"$work/proxy.log" 2>&1 &
 ppid_=$!
-for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/$proxy/2049") 2>/dev/null && break; sleep 0.1; done
+up=0
+for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/$proxy/2049") 2>/dev/null && { up=1; break; }; sleep 0.1; done
+[ "$up" = 1 ] || { echo "FAIL: the counting proxy did not start: $(tail -n 3 "$work/proxy.log")"; exit 1; }
 url="nfs://$proxy:2049$NFS_EXPORT?version=4"
 
 # what the listing must say: mode size mtime fileid name, as `hoardfs ls -l`

@@ -74,6 +74,23 @@ class Stats:
                   "max_calls_in_flight": 0}
         self.dirty = True
 
+    def enter(self, inflight, key, xid):
+        """A call @xid passed on: one more of @key ("reads", "calls") in
+        flight, and its most."""
+        if xid in inflight:
+            return
+        inflight.add(xid)
+        n = self.d[key + "_in_flight"] + 1
+        self.d[key + "_in_flight"] = n
+        if n > self.d["max_" + key + "_in_flight"]:
+            self.d["max_" + key + "_in_flight"] = n
+
+    def leave(self, inflight, key, xid):
+        """The reply to @xid came back."""
+        if xid in inflight:
+            inflight.discard(xid)
+            self.bump(key + "_in_flight", n=-1)
+
     def bump(self, key, sub=None, n=1):
         if sub is None:
             self.d[key] += n
@@ -206,21 +223,12 @@ class CallParser:
             del self.buf[:4 + n]
             if hdr & 0x80000000:
                 if len(self.frags) >= 4:  # every call: calls_in_flight
-                    cx = struct.unpack_from(">I", self.frags, 0)[0]
-                    if cx not in self.calls:
-                        self.calls.add(cx)
-                        n = self.st.d["calls_in_flight"] + 1
-                        self.st.d["calls_in_flight"] = n
-                        if n > self.st.d["max_calls_in_flight"]:
-                            self.st.d["max_calls_in_flight"] = n
+                    self.st.enter(self.calls, "calls",
+                                  struct.unpack_from(">I", self.frags, 0)[0])
                 xid = parse_call(bytes(self.frags), self.st)
                 self.frags = bytearray()
-                if xid is not None and xid not in self.reads:
-                    self.reads.add(xid)
-                    n = self.st.d["reads_in_flight"] + 1
-                    self.st.d["reads_in_flight"] = n
-                    if n > self.st.d["max_reads_in_flight"]:
-                        self.st.d["max_reads_in_flight"] = n
+                if xid is not None:
+                    self.st.enter(self.reads, "reads", xid)
 
 
 class ReplyParser:
@@ -258,12 +266,8 @@ class ReplyParser:
                 if len(self.xid) == 4:
                     xid = struct.unpack(">I", bytes(self.xid))[0]
                     self.xid = None
-                    if xid in self.reads:
-                        self.reads.discard(xid)
-                        self.st.bump("reads_in_flight", n=-1)
-                    if xid in self.calls:
-                        self.calls.discard(xid)
-                        self.st.bump("calls_in_flight", n=-1)
+                    self.st.leave(self.reads, "reads", xid)
+                    self.st.leave(self.calls, "calls", xid)
             self.left -= take
             i += take
 

@@ -506,8 +506,11 @@ static void chain_done(void *arg, int64_t res)
 	if (res != 4096)
 		atomic_fetch_add(&ch->errors, 1);
 	int n = atomic_fetch_sub(&ch->left, 1);
-	if (n > 1 && hoard_read(ch->c, ch->ids[n % ch->nids], 0, 4096, ch->buf, chain_done, ch) == 0)
-		return; /* resubmitted from the callback */
+	if (n > 1) {
+		if (hoard_read(ch->c, ch->ids[n % ch->nids], 0, 4096, ch->buf, chain_done, ch) == 0)
+			return; /* resubmitted from the callback */
+		atomic_fetch_add(&ch->errors, 1); /* the chain stops short */
+	}
 	pthread_mutex_lock(&ch->m);
 	ch->done = 1;
 	pthread_cond_signal(&ch->cv);
