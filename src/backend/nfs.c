@@ -531,7 +531,7 @@ static int nfs_hb_readdir(struct hb *b, const struct hb_cred *cr,
 	struct nfsdir *dir = NULL;
 	struct nfsdirent *e;
 	struct rd_ent *ents = NULL;
-	size_t cnt = 0, cap = 0, ask = 0;
+	size_t cnt = 0, cap = 0;
 	int r;
 
 	struct nfs_conn *c = conn_get(n);
@@ -549,6 +549,18 @@ static int nfs_hb_readdir(struct hb *b, const struct hb_cred *cr,
 	while ((e = nfs_readdir(dctx, dir)) != NULL) {
 		if (!strcmp(e->name, ".") || !strcmp(e->name, ".."))
 			continue;
+		if (n->version == 3 && e->inode != 0 && e->mode != 0) {
+			/* READDIRPLUS gave the attributes: straight on */
+			struct hb_attr a;
+			attr_from_dirent(&a, e);
+			r = fn(e->name, &a, arg);
+			if (r)
+				break;
+			continue;
+		}
+		/* v4 (libnfs 4.0 leaves the entry's inode, dev, ...
+		 * uninitialised), or a v3 entry without attributes: ask, many
+		 * at once, after the listing */
 		if (cnt == cap) {
 			size_t ncap = cap ? cap * 2 : 64;
 			struct rd_ent *v = realloc(ents, ncap * sizeof(*v));
@@ -567,21 +579,12 @@ static int nfs_hb_readdir(struct hb *b, const struct hb_cred *cr,
 			break;
 		}
 		cnt++;
-		if (n->version == 3 && e->inode != 0 && e->mode != 0) {
-			attr_from_dirent(&d->a, e);
-			d->state = RD_HAVE;
-		} else {
-			/* v4 (libnfs 4.0 leaves the entry's inode, dev,
-			 * ... uninitialised), or a v3 entry without
-			 * attributes: ask, many at once. */
-			d->state = RD_ASK;
-			ask++;
-		}
+		d->state = RD_ASK;
 	}
 	pthread_mutex_lock(&c->lock);
 	nfs_closedir(dctx, dir); /* dctx may be retired by now: still valid */
 	conn_put(c);
-	if (!r && ask) {
+	if (!r && cnt) {
 		r = rd_getattrs(n, cr, path, ents, cnt);
 		if (r == -EIO)
 			return r; /* libnfs may still call back into ents: leaked */
@@ -697,7 +700,7 @@ static int64_t file_io(struct nfs_hb *n, struct hb_file *f, struct nfs_conn *c,
 						       buf + done)
 					  : nfs_pread(c->ctx, v->fh, off + done, want,
 						      buf + done));
-		if (!retried && state_lost(n, r) && !conn_reset(n, c)) {
+		if (conn_retry(n, c, r, retried)) {
 			retried = 1;
 			r = view_current(n, f, c);
 			continue;
@@ -757,7 +760,7 @@ static int64_t nfs_hb_pread(struct hb *b, struct hb_file *f, void *buf,
 	struct nfs_conn *c = read_conn(n, f);
 	if (c != f->conn) {
 		int r = view_current(n, f, c);
-		if (state_lost(n, r) && !conn_reset(n, c))
+		if (conn_retry(n, c, r, 0))
 			r = view_current(n, f, c);
 		if (r) {
 			/* Only a shortcut: read through the owner.  A stale

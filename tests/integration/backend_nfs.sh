@@ -8,6 +8,7 @@ set -u
 top=${HOARDFS_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 bin=${HOARDFS_BIN:-$top/build/asan/hoardfs}
 work=${HOARD_TEST_DIR:-$(mktemp -d)}
+cd "$work" || exit 1 # its scratch files (expected.lst, got.txt...) stay out of the caller's directory
 addr=127.0.0.21
 
 [ -x "$bin" ] || { echo "skip: $bin not built"; exit 77; }
