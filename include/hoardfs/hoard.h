@@ -56,11 +56,14 @@ struct hoard_format_opts {
 	uint32_t bucket_size;   /* data bucket bytes; 0 = default (1 MiB) */
 	uint32_t journal_size;  /* journal bytes; 0 = default */
 	int force;              /* overwrite a device holding something we recognise */
+	int sparse;             /* an image file: do not reserve its blocks */
 };
 
 /*
- * Create a cache on @path.  A regular file is created (sparse) if absent
- * and sized to opts->size.  Unless opts->force, refuses a device that holds
+ * Create a cache on @path.  A regular file is created if absent and sized
+ * to opts->size, its blocks reserved with fallocate(2) unless opts->sparse
+ * (-EFBIG: its filesystem has not that much free space; a filesystem that
+ * cannot reserve leaves the file sparse).  Unless opts->force, refuses a device that holds
  * a recognisable signature: -EEXIST, with a description of what was found
  * in @found (may be NULL) of @found_len bytes.
  */

@@ -33,6 +33,7 @@ int cmd_format(int argc, char **argv)
 		{"size", required_argument, NULL, 's'},
 		{"bucket-size", required_argument, NULL, 'b'},
 		{"force", no_argument, NULL, 'f'},
+		{"sparse", no_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -59,15 +60,18 @@ int cmd_format(int argc, char **argv)
 		case 'f':
 			fo.force = 1;
 			break;
+		case 'S':
+			fo.sparse = 1;
+			break;
 		case 'h':
-			printf("usage: hoardfs format DEV|FILE [--size N] [--bucket-size N] [--force]\n");
+			printf("usage: hoardfs format DEV|FILE [--size N] [--bucket-size N] [--force] [--sparse]\n");
 			return 0;
 		default:
 			return 2;
 		}
 	}
 	if (optind != argc - 1) {
-		fprintf(stderr, "usage: hoardfs format DEV|FILE [--size N] [--bucket-size N] [--force]\n");
+		fprintf(stderr, "usage: hoardfs format DEV|FILE [--size N] [--bucket-size N] [--force] [--sparse]\n");
 		return 2;
 	}
 	const char *path = argv[optind];
@@ -81,6 +85,12 @@ int cmd_format(int argc, char **argv)
 	if (r == -EINVAL && access(path, F_OK) != 0) {
 		fprintf(stderr, "hoardfs format: %s does not exist: give --size to create an image file\n", path);
 		return 2;
+	}
+	if (r == -EFBIG) {
+		fprintf(stderr, "hoardfs format: not enough free space for a %llu-byte image at %s "
+			"(nothing was created; give a smaller --size, or --sparse to reserve nothing)\n",
+			(unsigned long long)fo.size, path);
+		return 1;
 	}
 	if (r < 0) {
 		fprintf(stderr, "hoardfs format: %s: %s\n", path,

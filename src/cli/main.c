@@ -14,7 +14,7 @@ static const struct {
 	int (*fn)(int, char **);
 	const char *help;
 } cmds[] = {
-	{"format", cmd_format, "format DEV|FILE [--size N] [--force]   create a cache"},
+	{"format", cmd_format, "format DEV|FILE [--size N] [--force] [--sparse]   create a cache"},
 	{"fsck", cmd_fsck, "fsck DEV|FILE [--repair]               check a cache"},
 	{"inspect", cmd_inspect, "inspect DEV|FILE [--json]              show a cache"},
 	{"mount", cmd_mount, "mount SOURCE MOUNTPOINT --cache DEV|FILE [-f] [-o OPTS]"},

@@ -148,6 +148,23 @@ static int layout(struct hoard_sb *sb, uint64_t blocks, const struct hoard_forma
 	return 0;
 }
 
+/* Reserve an image file's blocks: the cache then cannot run its
+ * filesystem out of space later, half-way through a fill, and its data
+ * writes are overwrites of allocated (unwritten) extents, which io_uring
+ * issues without blocking, in parallel (an allocating O_DIRECT write to a
+ * sparse file takes the inode lock and is handed to io-wq, where writes to
+ * one file are run one at a time). */
+static int reserve(int fd, uint64_t size, int sparse)
+{
+	if (sparse || fallocate(fd, 0, 0, (off_t)size) == 0)
+		return 0;
+	if (errno == ENOSPC)
+		return -EFBIG;
+	if (errno == EOPNOTSUPP || errno == ENOSYS)
+		return 0; /* e.g. a filesystem without unwritten extents */
+	return -errno;
+}
+
 int hoard_format(const char *path, const struct hoard_format_opts *opts,
 		 char *found, size_t found_len)
 {
@@ -193,6 +210,9 @@ int hoard_format(const char *path, const struct hoard_format_opts *opts,
 				goto out;
 			}
 			size = o->size;
+			r = reserve(fd, size, o->sparse);
+			if (r < 0)
+				goto out;
 		} else if (o->size > size) {
 			r = -ENOSPC;
 			goto out;

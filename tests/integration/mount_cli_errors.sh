@@ -2,8 +2,9 @@
 # Description: `hoardfs mount` refuses bad input clearly: malformed or
 # unknown -o options (exit 2, naming the option), a missing cache, a cache
 # path holding something else (exit 1, never formatted), a missing mount
-# point; sources that cannot be reached fail within the timeout; and the
-# mount(8) helper form (mount.fuse.hoardfs SOURCE DIR -o cache=...) works.
+# point; a new cache image with no room for it on its filesystem (exit 1,
+# nothing left behind); sources that cannot be reached fail within the
+# timeout; and the mount(8) helper form (mount.fuse.hoardfs SOURCE DIR -o cache=...) works.
 . "$(dirname "$0")/mount_common.bash"
 
 expect_rc() { # rc pattern cmd...
@@ -30,6 +31,24 @@ if command -v mkfs.ext4 >/dev/null; then
 	expect_eq "foreign image untouched" "$sum" "$(md5sum <"$W/foreign.img")"
 fi
 mountpoint -q "$MNT" && fail "mounted on a foreign cache"
+
+note "a new cache image reserves its space, or is not created at all"
+# (a sparse image that grows as it fills runs its filesystem out of space
+# half-way through a fill, long after the mount said yes)
+mkdir -p "$W/small"
+mount -t tmpfs -o size=64M tmpfs "$W/small" || fail "tmpfs"
+_cleanups+=("umount '$W/small'")
+expect_rc 1 "not enough free space" "$HOARDFS_BIN" format "$W/small/big.img" --size 128M
+[ -e "$W/small/big.img" ] && fail "format left a partial image behind"
+expect_rc 1 "not enough free space" "$HOARDFS_BIN" mount "dir:$SRC" "$MNT" --cache "$W/small/m.img" -o cachesize=100M
+[ -e "$W/small/m.img" ] && fail "mount left a partial image behind"
+mountpoint -q "$MNT" && fail "mounted without room for its cache"
+"$HOARDFS_BIN" format "$W/small/ok.img" --size 32M >/dev/null || fail "format 32M on 64M"
+expect_eq "blocks reserved" 32768 "$(du -k "$W/small/ok.img" | cut -f1)"
+"$HOARDFS_BIN" format "$W/small/sparse.img" --size 24M --sparse >/dev/null || fail "format --sparse"
+[ "$(du -k "$W/small/sparse.img" | cut -f1)" -lt 4096 ] || fail "--sparse reserved blocks"
+"$HOARDFS_BIN" fsck "$W/small/ok.img" >/dev/null || fail "fsck of the reserved image"
+"$HOARDFS_BIN" fsck "$W/small/sparse.img" >/dev/null || fail "fsck of the sparse image"
 
 note "unreachable servers: refused, and silent within the timeout"
 t0=$SECONDS
