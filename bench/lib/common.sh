@@ -168,6 +168,10 @@ fio_seq() { # FILE: buffered sequential 1 MiB reads, as an application reads
 	fio_run --filename="$1" --rw=read --bs=1M --ioengine=psync --direct=0 \
 		--size="${BIG_MB}M" --invalidate=1 | cut -d' ' -f1
 }
+fio_dev_seq() { # the device ceiling: 1 MiB O_DIRECT reads, 4 in flight, of $WORK/dev/fio.dat
+	fio_run --filename="$WORK/dev/fio.dat" --rw=read --bs=1M --ioengine=io_uring --iodepth=4 \
+		--direct=1 --size="${BIG_MB}M" --time_based --runtime="$RAND_SECS" | cut -d' ' -f1
+}
 fio_rand() { # FILE QD: 4 KiB random reads, O_DIRECT through the mount
 	fio_run --filename="$1" --rw=randread --bs=4k --ioengine=io_uring --iodepth="$2" \
 		--direct=1 --size="${BIG_MB}M" --time_based --runtime="$RAND_SECS" \
