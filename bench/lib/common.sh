@@ -149,13 +149,35 @@ sys_umount() {
 	return 0
 }
 
-# cpu_start / cpu_rec WORKLOAD SYSTEM BYTES: daemon CPU seconds per GiB
+# _cpu_per_gib TICKS0 TICKS1 BYTES: CPU seconds per GiB
+_cpu_per_gib() {
+	awk -v a="$1" -v b="$2" -v hz="$CLK_TCK" -v n="$3" 'BEGIN { printf "%.2f", (b - a) / hz / (n / 1073741824) }'
+}
+# cpu_start / cpu_rec WORKLOAD SYSTEM METRIC BYTES: daemon CPU seconds per GiB
 cpu_start() { CPU0=$(cpu_ticks "$DPID"); }
-cpu_rec() {
-	local t1
-	t1=$(cpu_ticks "$DPID")
-	rec "$1" "$2" "$3" "$(awk -v a="$CPU0" -v b="$t1" -v hz="$CLK_TCK" -v n="$4" \
-		'BEGIN { printf "%.2f", (b - a) / hz / (n / 1073741824) }')"
+cpu_rec() { rec "$1" "$2" "$3" "$(_cpu_per_gib "$CPU0" "$(cpu_ticks "$DPID")" "$4")"; }
+# ganesha_start / ganesha_rec WORKLOAD SYSTEM METRIC BYTES: the NFS
+# server's CPU seconds per GiB ($GANESHA_PID)
+ganesha_start() { GCPU0=$(cpu_ticks "$GANESHA_PID"); }
+ganesha_rec() { rec "$1" "$2" "$3" "$(_cpu_per_gib "$GCPU0" "$(cpu_ticks "$GANESHA_PID")" "$4")"; }
+
+# busy_start, busy_stop right after the measurement, busy_rec WORKLOAD
+# SYSTEM METRIC: how busy the whole machine was in between, in percent of
+# all its cores (100 = every core busy): (total - idle - iowait) / total
+# of /proc/stat's aggregate cpu line (total = user .. steal; guest time is
+# inside user).  Everything on the machine counts, not only ours: it says
+# whether a measurement was short of CPU.
+_stat_cpu() { # prints "TOTAL IDLE+IOWAIT" in ticks
+	local k u n s i w q sq st _
+	read -r k u n s i w q sq st _ </proc/stat
+	echo "$((u + n + s + i + w + q + sq + st)) $((i + w))"
+}
+busy_start() { BUSY0=$(_stat_cpu); }
+busy_stop() { BUSY1=$(_stat_cpu); }
+busy_rec() {
+	rec "$1" "$2" "$3" "$(awk -v a="$BUSY0" -v b="$BUSY1" 'BEGIN {
+		split(a, x, " "); split(b, y, " "); t = y[1] - x[1]
+		if (t > 0) printf "%.0f", 100 * (t - (y[2] - x[2])) / t }')"
 }
 
 # ---- fio ----

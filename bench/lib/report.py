@@ -164,21 +164,26 @@ if any(k[0] == "seq" for k in vals):
     P("Ceiling for warm reads: the lower of null-FUSE and fio on the device = %s MB/s. "
       "Cold ceiling: libnfs = %s MB/s. *warm / device (paired)*: before each warm read, after the same "
       "drop_caches, fio reads the device as fio-dev does; the ratio is taken within each such pair and "
-      "the median of the pairs given (min–max in brackets), so the disk's drift between minutes cancels.\n"
+      "the median of the pairs given (min–max in brackets), so the disk's drift between minutes cancels. "
+      "*Machine busy*: the whole machine's CPU over the read, (total − idle − iowait) / total from "
+      "/proc/stat, in %% of all its cores (100 %% = every core busy; everything running counts, so it "
+      "shows whether the read was short of CPU). *ganesha CPU*: the NFS server's utime+stime per GiB.\n"
       % (num(ceil), num(lib)))
-    P("| system | cold MB/s | warm MB/s | warm / ceiling | warm / device (paired) | warm / rclone | cold / libnfs | CPU s/GiB cold | CPU s/GiB warm | MB from server cold | fills skipped cold | MB from server warm |")
-    P("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    P("| system | cold MB/s | warm MB/s | warm / ceiling | warm / device (paired) | warm / rclone | cold / libnfs | CPU s/GiB cold | CPU s/GiB warm | machine busy % cold | machine busy % warm | ganesha CPU s/GiB cold | MB from server cold | fills skipped cold | MB from server warm |")
+    P("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in SYS:
         c, w = med("seq", s, "cold_MBps"), med("seq", s, "warm_MBps")
         if c is None and w is None:
             continue
-        P("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        P("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             DESC[s], cell("seq", s, "cold_MBps"), cell("seq", s, "warm_MBps"),
             rtxt(ratio(w, ceil)) if s.startswith("hoard") or s == "rclone" else "",
             prtxt(paired(("seq", s, "warm_MBps"), ("seq", s, "dev_pair_MBps"))) if s.startswith("hoard") or s == "rclone" else "",
             rtxt(ratio(w, rcl)) if s.startswith("hoard") else "",
             rtxt(ratio(c, lib)) if s.startswith("hoard") or s == "rclone" else "",
             cell("seq", s, "cold_cpu_s_per_GiB"), cell("seq", s, "warm_cpu_s_per_GiB"),
+            cell("seq", s, "cold_busy_pct"), cell("seq", s, "warm_busy_pct"),
+            cell("seq", s, "cold_ganesha_cpu_s_per_GiB"),
             cell("seq", s, "cold_MB_from_server"), cell("seq", s, "cold_fills_skipped"),
             cell("seq", s, "warm_MB_from_server")))
     P("")
