@@ -109,11 +109,14 @@ mount_rclone() { # MNT CACHEDIR
 	_b_track "$1" "$pid"
 }
 
-mount_nullfs() { # MNT
-	"$BB/nullfs" "$1" "${BIG_MB}M" </dev/null >>"$LOGD/nullfs.log" 2>&1 &
+mount_nullfs() { # MNT [ARGS...]: nullfs's arguments after MNT, "${BIG_MB}M" by default
+	local mnt=$1
+	shift
+	[ $# -gt 0 ] || set -- "${BIG_MB}M"
+	"$BB/nullfs" "$mnt" "$@" </dev/null >>"$LOGD/nullfs.log" 2>&1 &
 	local pid=$!
-	wait_mounted "$1" 20 || die "nullfs did not mount $1"
-	_b_track "$1" "$pid"
+	wait_mounted "$mnt" 20 || die "nullfs did not mount $mnt"
+	_b_track "$mnt" "$pid"
 }
 
 # hoard_stat MNT FIELD.PATH
