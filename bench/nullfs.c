@@ -415,6 +415,7 @@ int main(int argc, char **argv)
 	char *fargv[] = {"nullfs", "-o", "default_permissions,fsname=nullfs,subtype=nullfs", NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
 	struct fuse_session *se = fuse_session_new(&args, &ops, sizeof(ops), NULL);
+	fuse_opt_free_args(&args); /* the session keeps what it parsed */
 	if (!se)
 		return 1;
 	int r = 1;
