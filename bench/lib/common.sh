@@ -109,11 +109,14 @@ mount_rclone() { # MNT CACHEDIR
 	_b_track "$1" "$pid"
 }
 
-mount_nullfs() { # MNT
-	"$BB/nullfs" "$1" "${BIG_MB}M" </dev/null >>"$LOGD/nullfs.log" 2>&1 &
+mount_nullfs() { # MNT [ARGS...]: nullfs's arguments after MNT, "${BIG_MB}M" by default
+	local mnt=$1
+	shift
+	[ $# -gt 0 ] || set -- "${BIG_MB}M"
+	"$BB/nullfs" "$mnt" "$@" </dev/null >>"$LOGD/nullfs.log" 2>&1 &
 	local pid=$!
-	wait_mounted "$1" 20 || die "nullfs did not mount $1"
-	_b_track "$1" "$pid"
+	wait_mounted "$mnt" 20 || die "nullfs did not mount $mnt"
+	_b_track "$mnt" "$pid"
 }
 
 # hoard_stat MNT FIELD.PATH
@@ -149,13 +152,35 @@ sys_umount() {
 	return 0
 }
 
-# cpu_start / cpu_rec WORKLOAD SYSTEM BYTES: daemon CPU seconds per GiB
+# _cpu_per_gib TICKS0 TICKS1 BYTES: CPU seconds per GiB
+_cpu_per_gib() {
+	awk -v a="$1" -v b="$2" -v hz="$CLK_TCK" -v n="$3" 'BEGIN { printf "%.2f", (b - a) / hz / (n / 1073741824) }'
+}
+# cpu_start / cpu_rec WORKLOAD SYSTEM METRIC BYTES: daemon CPU seconds per GiB
 cpu_start() { CPU0=$(cpu_ticks "$DPID"); }
-cpu_rec() {
-	local t1
-	t1=$(cpu_ticks "$DPID")
-	rec "$1" "$2" "$3" "$(awk -v a="$CPU0" -v b="$t1" -v hz="$CLK_TCK" -v n="$4" \
-		'BEGIN { printf "%.2f", (b - a) / hz / (n / 1073741824) }')"
+cpu_rec() { rec "$1" "$2" "$3" "$(_cpu_per_gib "$CPU0" "$(cpu_ticks "$DPID")" "$4")"; }
+# ganesha_start / ganesha_rec WORKLOAD SYSTEM METRIC BYTES: the NFS
+# server's CPU seconds per GiB ($GANESHA_PID)
+ganesha_start() { GCPU0=$(cpu_ticks "$GANESHA_PID"); }
+ganesha_rec() { rec "$1" "$2" "$3" "$(_cpu_per_gib "$GCPU0" "$(cpu_ticks "$GANESHA_PID")" "$4")"; }
+
+# busy_start, busy_stop right after the measurement, busy_rec WORKLOAD
+# SYSTEM METRIC: how busy the whole machine was in between, in percent of
+# all its cores (100 = every core busy): (total - idle - iowait) / total
+# of /proc/stat's aggregate cpu line (total = user .. steal; guest time is
+# inside user).  Everything on the machine counts, not only ours: it says
+# whether a measurement was short of CPU.
+_stat_cpu() { # prints "TOTAL IDLE+IOWAIT" in ticks
+	local k u n s i w q sq st _
+	read -r k u n s i w q sq st _ </proc/stat
+	echo "$((u + n + s + i + w + q + sq + st)) $((i + w))"
+}
+busy_start() { BUSY0=$(_stat_cpu); }
+busy_stop() { BUSY1=$(_stat_cpu); }
+busy_rec() {
+	rec "$1" "$2" "$3" "$(awk -v a="$BUSY0" -v b="$BUSY1" 'BEGIN {
+		split(a, x, " "); split(b, y, " "); t = y[1] - x[1]
+		if (t > 0) printf "%.0f", 100 * (t - (y[2] - x[2])) / t }')"
 }
 
 # ---- fio ----
@@ -167,6 +192,10 @@ fio_run() {
 fio_seq() { # FILE: buffered sequential 1 MiB reads, as an application reads
 	fio_run --filename="$1" --rw=read --bs=1M --ioengine=psync --direct=0 \
 		--size="${BIG_MB}M" --invalidate=1 | cut -d' ' -f1
+}
+fio_dev_seq() { # the device ceiling: 1 MiB O_DIRECT reads, 4 in flight, of $WORK/dev/fio.dat
+	fio_run --filename="$WORK/dev/fio.dat" --rw=read --bs=1M --ioengine=io_uring --iodepth=4 \
+		--direct=1 --size="${BIG_MB}M" --time_based --runtime="$RAND_SECS" | cut -d' ' -f1
 }
 fio_rand() { # FILE QD: 4 KiB random reads, O_DIRECT through the mount
 	fio_run --filename="$1" --rw=randread --bs=4k --ioengine=io_uring --iodepth="$2" \

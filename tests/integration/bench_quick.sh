@@ -55,6 +55,14 @@ for n in need:
             print("section %s: a row without numbers: %s" % (n, r)); bad = 1
 if "not measured" in sections.get("Targets", ""):
     print("a target was not measured:"); print(sections["Targets"]); bad = 1
+# the ceilings' columns and rows: paired device ratios, machine CPU, the
+# null FUSE tree and the bound it puts on the slow link's find
+for c in ("warm / device (paired)", "QD 1 / device (paired)", "engine / fio (paired)",
+          "machine busy % cold", "ganesha CPU s/GiB cold", "| null FUSE tree (FUSE ceiling for walks) |"):
+    if c not in text:
+        print("report lacks %s" % c); bad = 1
+if not re.search(r"cold/warm is at most [0-9.,]+ s / [0-9.,]+ s = \*\*[0-9.]+x\*\*", text):
+    print("the slow link's find has no bound from the null FUSE tree"); bad = 1
 for c in ("**Command:**", "**Machine:**", "**Date:**", "nproc", "kernel"):
     if c not in text:
         print("header lacks %s" % c); bad = 1
