@@ -1498,14 +1498,39 @@ static void *worker_main(void *arg)
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		long ms = (now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000;
 		if (np || ms >= (long)c->commit_ms) {
+			/* The group commit's flushes run without the engine
+			 * lock, so hits, lookups and block allocation for new
+			 * fills go on during them (on a VM's image file one has
+			 * taken 0.6 s).  The first (I4) is safe unlocked because
+			 * only this thread adds block pointers (index_write), and
+			 * each one it added points at a write completed before
+			 * now; the second makes the records written under the
+			 * lock durable (page.h, hps_commit_write). */
+			int commit = ms >= (long)c->commit_ms && !c->read_only;
+			if (commit) { /* an idle cache is not flushed every second */
+				pthread_mutex_lock(&c->lock);
+				commit = hps_pending(c->ps);
+				pthread_mutex_unlock(&c->lock);
+				if (!commit)
+					last = now;
+			}
+			int fr = commit ? hoard_dev_io(c->ops, c->dev, HOARD_IO_FLUSH, NULL, 0, 0) : 0;
 			pthread_mutex_lock(&c->lock);
 			for (unsigned i = 0; i < np && !c->read_only; i++) {
 				struct hobj o;
 				if (obj_load(c, purge[i], &o) == 0)
 					purge_locked(c, purge[i], 0, o.gen);
 			}
-			if (ms >= (long)c->commit_ms && !c->read_only) {
-				hps_commit(c->ps); /* a failure is sticky: seen by every writer */
+			if (commit) {
+				/* a failure is sticky: seen by every writer; a failed
+				 * first flush is left to hps_commit to meet again */
+				int w = fr < 0 ? hps_commit(c->ps) : hps_commit_write(c->ps);
+				if (w > 0) {
+					pthread_mutex_unlock(&c->lock);
+					fr = hoard_dev_io(c->ops, c->dev, HOARD_IO_FLUSH, NULL, 0, 0);
+					pthread_mutex_lock(&c->lock);
+					hps_commit_done(c->ps, fr);
+				}
 				last = now;
 			}
 			pthread_mutex_unlock(&c->lock);

@@ -67,6 +67,8 @@ struct hpage_store {
 	size_t njournaled, ckpt_limit;
 
 	uint64_t jpos;          /* next free journal block (relative) */
+	int unflushed;          /* a split commit's records are written, their
+				   flush not done (hps_commit_write/_done) */
 	uint64_t jseq;          /* next record sequence number */
 	uint64_t lsn;           /* next transaction number */
 	uint8_t *jbuf;          /* one record: header + HJ_MAX_PAGES images */
@@ -567,23 +569,11 @@ static int write_records(struct hpage_store *ps)
 	return 0;
 }
 
-int hps_commit(struct hpage_store *ps)
+/* The dirty pages are in the journal (durable or not, see unflushed): they
+ * are journaled now, never evicted (I3) until a checkpoint writes them
+ * home, which only ever follows a flush (I2). */
+static void mark_journaled(struct hpage_store *ps)
 {
-	if (ps->err)
-		return -EROFS;
-	if (ps->ndirty == 0)
-		return 0;
-	if (ps->read_only)
-		return -EROFS;
-	int r = hps_io(ps, HOARD_IO_FLUSH, NULL, 0, 0); /* I4 */
-	if (r == 0)
-		r = write_records(ps);
-	if (r == 0)
-		r = hps_io(ps, HOARD_IO_FLUSH, NULL, 0, 0);
-	if (r < 0) {
-		hps_fail(ps, r);
-		return r;
-	}
 	ps->lsn++;
 	ps->st.commits++;
 	struct hpage *pg = ps->dirty;
@@ -601,10 +591,78 @@ int hps_commit(struct hpage_store *ps)
 	}
 	ps->dirty = NULL;
 	ps->ndirty = 0;
-	/* I5: leave room for the next transaction */
+}
+
+/* I5: leave room for the next transaction */
+static int maybe_checkpoint(struct hpage_store *ps)
+{
 	if (ps->jpos * 2 > ps->sb.journal_blocks || ps->njournaled > ps->ckpt_limit)
 		return checkpoint(ps);
 	return 0;
+}
+
+int hps_commit(struct hpage_store *ps)
+{
+	if (ps->err)
+		return -EROFS;
+	if (ps->ndirty == 0 && !ps->unflushed)
+		return 0;
+	if (ps->read_only)
+		return -EROFS;
+	int r = 0;
+	if (ps->ndirty) {
+		r = hps_io(ps, HOARD_IO_FLUSH, NULL, 0, 0); /* I4 */
+		if (r == 0)
+			r = write_records(ps);
+	}
+	/* (with nothing dirty: the records of a split commit still
+	 * waiting for their flush, which this one is) */
+	if (r == 0)
+		r = hps_io(ps, HOARD_IO_FLUSH, NULL, 0, 0);
+	if (r < 0) {
+		hps_fail(ps, r);
+		return r;
+	}
+	ps->unflushed = 0;
+	if (ps->ndirty)
+		mark_journaled(ps);
+	return maybe_checkpoint(ps);
+}
+
+int hps_pending(struct hpage_store *ps)
+{
+	return ps->ndirty > 0 || ps->unflushed;
+}
+
+int hps_commit_write(struct hpage_store *ps)
+{
+	if (ps->err || ps->read_only)
+		return -EROFS;
+	if (ps->ndirty == 0)
+		return 0;
+	ps->st.flushes++; /* the caller's, run without the store */
+	int r = write_records(ps);
+	if (r < 0) {
+		hps_fail(ps, r);
+		return r;
+	}
+	mark_journaled(ps);
+	ps->unflushed = 1;
+	return 1;
+}
+
+int hps_commit_done(struct hpage_store *ps, int flush_result)
+{
+	if (flush_result < 0) {
+		ps->st.io_errors++;
+		hps_fail(ps, flush_result);
+		return flush_result;
+	}
+	ps->st.flushes++;
+	if (ps->err)
+		return -EROFS;
+	ps->unflushed = 0; /* (a commit in between may have flushed them already) */
+	return maybe_checkpoint(ps);
 }
 
 int hps_checkpoint(struct hpage_store *ps)

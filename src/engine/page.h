@@ -67,6 +67,19 @@ void hps_close(struct hpage_store *ps);
  * dirty pages to the journal, flush.  Checkpoints when the journal is half
  * full.  A failure makes the store read-only for good (sticky). */
 int hps_commit(struct hpage_store *ps);
+/* A commit in two halves, for a caller that runs the flushes without the
+ * lock it keeps the store under: it flushes the device itself after the
+ * last data write any dirty page points at (I4), then hps_commit_write()
+ * writes the journal records (1: records written, flush them; 0: nothing
+ * to commit; < 0 failed, sticky), then the caller flushes and hands the
+ * result to hps_commit_done().  Meanwhile the pages are journaled; changes
+ * go into the next transaction; any hps_commit() flushes the records too
+ * (so hps_commit() with nothing dirty still makes them durable). */
+int hps_commit_write(struct hpage_store *ps);
+/* 1 while something is left for a commit to do (dirty pages, records not
+ * yet flushed). */
+int hps_pending(struct hpage_store *ps);
+int hps_commit_done(struct hpage_store *ps, int flush_result);
 /* Commit, then write every journaled page home and reset the journal. */
 int hps_checkpoint(struct hpage_store *ps);
 /* 1 when enough pages are dirty or journaled that a commit should run. */

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct memdev_qent {
@@ -107,6 +108,7 @@ int memdev_init(struct memdev *md, uint64_t size)
 	pthread_mutex_init(&md->lock, NULL);
 	pthread_cond_init(&md->cond, NULL);
 	pthread_cond_init(&md->idle_cond, NULL);
+	pthread_cond_init(&md->gate_cond, NULL);
 	return 0;
 }
 
@@ -135,6 +137,7 @@ void memdev_fini(struct memdev *md)
 	pthread_mutex_destroy(&md->lock);
 	pthread_cond_destroy(&md->cond);
 	pthread_cond_destroy(&md->idle_cond);
+	pthread_cond_destroy(&md->gate_cond);
 	memset(md, 0, sizeof(*md));
 }
 
@@ -391,6 +394,12 @@ static void *completion_main(void *arg)
 		md->qhead = (md->qhead + 1) % md->qalloc;
 		md->qlen--;
 		md->busy = 1;
+		if (q.io->op == HOARD_IO_FLUSH && md->hold_flushes) {
+			md->flushes_held++;
+			pthread_cond_broadcast(&md->gate_cond);
+			while (md->hold_flushes)
+				pthread_cond_wait(&md->gate_cond, &md->lock);
+		}
 		int res = q.res == QENT_PROCESS ? process(md, q.io) : q.res;
 		pthread_mutex_unlock(&md->lock);
 		q.io->done(q.io, res);
@@ -440,6 +449,28 @@ static int md_submit(struct hoard_dev *dev, struct hoard_io *io)
 	int r = q_push(md, io, res);
 	pthread_mutex_unlock(&md->lock);
 	return r;
+}
+
+void memdev_hold_flushes(struct memdev *md, int on)
+{
+	pthread_mutex_lock(&md->lock);
+	md->hold_flushes = on;
+	pthread_cond_broadcast(&md->gate_cond);
+	pthread_mutex_unlock(&md->lock);
+}
+
+int memdev_wait_held(struct memdev *md, uint64_t n, int secs)
+{
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += secs;
+	int r = 0;
+	pthread_mutex_lock(&md->lock);
+	while (md->flushes_held < n && r == 0)
+		r = pthread_cond_timedwait(&md->gate_cond, &md->lock, &dl);
+	int ok = md->flushes_held >= n;
+	pthread_mutex_unlock(&md->lock);
+	return ok ? 0 : -ETIMEDOUT;
 }
 
 void memdev_drain(struct memdev *md)

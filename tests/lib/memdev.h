@@ -70,6 +70,10 @@ struct memdev {
 	int fail_sticky;        /* once failed, fail every later op of that kind */
 	uint64_t enospc_above;  /* writes reaching past this offset get -ENOSPC
 				   (0 = off) */
+	int hold_flushes;       /* 1: a FLUSH waits on the completion thread
+				   (counted in flushes_held) until this is
+				   cleared by memdev_hold_flushes(md, 0);
+				   threaded completions only */
 
 	/* ---- state ---- */
 	pthread_mutex_t lock;
@@ -94,6 +98,8 @@ struct memdev {
 	struct memdev_qent *q;
 	size_t qhead, qlen, qalloc;
 	int busy, stop, thread_started;
+	uint64_t flushes_held;  /* FLUSHes that have waited at the gate */
+	pthread_cond_t gate_cond;
 };
 
 /* Initialise @md as a zero-filled device of @size bytes, not recording,
@@ -122,6 +128,11 @@ void memdev_pwrite(struct memdev *md, const void *buf, size_t len, uint64_t off)
 void memdev_log_reset(struct memdev *md);
 /* Wait until every submitted request has completed. */
 void memdev_drain(struct memdev *md);
+/* Hold FLUSHes at the completion thread (on = 1) or let them go (0). */
+void memdev_hold_flushes(struct memdev *md, int on);
+/* Wait until @n FLUSHes have been held, at most @secs seconds: 0, or
+ * -ETIMEDOUT. */
+int memdev_wait_held(struct memdev *md, uint64_t n, int secs);
 
 /* The device table: hoard_open_opts.dev_ops = &memdev_ops, dev_arg = md.
  * The path argument is ignored. */
