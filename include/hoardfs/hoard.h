@@ -316,6 +316,7 @@ struct hoard_io {
 	uint64_t off;
 	void (*done)(struct hoard_io *io, int res); /* res: bytes or -errno */
 	void *arg;
+	struct hoard_io *next;  /* the device's own, while it holds the io */
 };
 #define HOARD_IO_READ 0
 #define HOARD_IO_WRITE 1

@@ -1,11 +1,34 @@
 /*
- * dev_uring.c - the default device: io_uring with O_DIRECT, completions
- * reaped by one thread that calls each request's done() callback.
+ * dev_uring.c - the default device: io_uring with O_DIRECT.  One thread,
+ * the reaper, is the only one that touches the data ring: it submits the
+ * ios other threads queue and calls each one's done() callback.
  *
- * Owns: the file descriptor, the ring, the completion thread.  Does not
+ * Owns: the file descriptor, the rings, the completion thread.  Does not
  * own: ordering (a flush covers only writes already completed; callers
  * wait for completions before they flush), buffers (callers' memory,
  * aligned to HOARD_BLOCK_SIZE for O_DIRECT).
+ *
+ * Why one issuer.  When any thread may submit, a read's completion runs as
+ * task work on the thread that submitted it: a FUSE thread asleep in
+ * read(/dev/fuse) is woken to post the CQE, the threads contend for the
+ * ring's lock, and only then is the reaper woken; each submitter also
+ * rings the device's doorbell on its own.  Here the data ring is created
+ * SINGLE_ISSUER | DEFER_TASKRUN by the reaper: completions are posted
+ * when the reaper waits, in batches, and under load one io_uring_enter()
+ * submits every queued io and collects every completion.
+ *
+ * The hand-off (U1): submit() pushes the io on a lock-free stack (the
+ * reaper takes the whole stack at once: no ABA) and writes to an eventfd
+ * only if the reaper said it is going to sleep; the reaper keeps a read of
+ * that eventfd armed in its ring.  The reaper announces sleep (sleeping =
+ * 1), then looks at the stack once more before it waits; submit() pushes,
+ * then looks at sleeping.  Both sequentially consistent: at least one of
+ * them sees the other, so no io stays queued while the reaper sleeps.
+ * Bounded: the stack links ios the caller owns (the engine's request pool
+ * bounds them); nothing is allocated.
+ *
+ * Metadata I/O uses a second ring, sync_io, reaped by its caller from any
+ * thread.
  *
  * This is the only file in hoardfs that calls liburing.
  */
@@ -14,8 +37,11 @@
 #include <linux/fs.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,56 +53,37 @@
 
 struct hoard_dev {
 	int fd;
-	struct io_uring ring;
-	pthread_mutex_t sq_lock; /* protects the submission queue */
+	struct io_uring ring;    /* the data ring: the reaper's alone (U1) */
+	sem_t ready;             /* the reaper has set up the ring, */
+	int ring_res;            /* with this result */
+	int efd;                 /* wakes the reaper (U1) */
+	uint64_t efd_val;        /* the armed eventfd read's buffer */
+	_Atomic(struct hoard_io *) queued; /* pushed by submit(), newest first */
+	atomic_int sleeping;     /* the reaper is about to wait, or waits */
+	atomic_int stop;
 	struct io_uring sring;   /* metadata I/O, waited for by its caller */
 	pthread_mutex_t s_lock;  /* protects sring */
 	pthread_t reaper;
-	int reaper_started;
 };
 
-static void complete(struct hoard_dev *d, struct hoard_io *io, int res);
-
-static int submit_locked(struct hoard_dev *d, struct hoard_io *io)
+static void wake(struct hoard_dev *d)
 {
-	struct io_uring_sqe *sqe;
-	while ((sqe = io_uring_get_sqe(&d->ring)) == NULL) {
-		int r = io_uring_submit(&d->ring);
-		if (r < 0 && r != -EAGAIN && r != -EBUSY && r != -EINTR)
-			return r;
-	}
-	switch (io->op) {
-	case HOARD_IO_READ:
-		io_uring_prep_read(sqe, d->fd, io->buf, (unsigned)io->len, io->off);
-		break;
-	case HOARD_IO_WRITE:
-		io_uring_prep_write(sqe, d->fd, io->buf, (unsigned)io->len, io->off);
-		break;
-	case HOARD_IO_FLUSH:
-		io_uring_prep_fsync(sqe, d->fd, IORING_FSYNC_DATASYNC);
-		break;
-	default:
-		io_uring_prep_nop(sqe);
-		break;
-	}
-	io_uring_sqe_set_data(sqe, io);
-	for (;;) {
-		int r = io_uring_submit(&d->ring);
-		if (r >= 0)
-			return 0;
-		if (r != -EAGAIN && r != -EBUSY && r != -EINTR)
-			return r;
-	}
+	uint64_t one = 1;
+	while (write(d->efd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
 }
 
 static int uring_submit(struct hoard_dev *d, struct hoard_io *io)
 {
 	if (io->op < HOARD_IO_READ || io->op > HOARD_IO_FLUSH)
 		return -EINVAL;
-	pthread_mutex_lock(&d->sq_lock);
-	int r = submit_locked(d, io);
-	pthread_mutex_unlock(&d->sq_lock);
-	return r;
+	struct hoard_io *head = atomic_load(&d->queued);
+	do
+		io->next = head;
+	while (!atomic_compare_exchange_weak(&d->queued, &head, io));
+	if (atomic_load(&d->sleeping) && atomic_exchange(&d->sleeping, 0))
+		wake(d);
+	return 0;
 }
 
 /* The rest of a read or write from byte @done on, with pread/pwrite:
@@ -104,34 +111,6 @@ static void complete(struct hoard_dev *d, struct hoard_io *io, int res)
 	io->done(io, res);
 }
 
-static void *reaper_main(void *arg)
-{
-	struct hoard_dev *d = arg;
-	for (;;) {
-		struct io_uring_cqe *cqe;
-		int r = io_uring_wait_cqe(&d->ring, &cqe);
-		if (r == -EINTR)
-			continue;
-		if (r < 0)
-			break;
-		struct hoard_io *io = io_uring_cqe_get_data(cqe);
-		int res = cqe->res;
-		io_uring_cqe_seen(&d->ring, cqe);
-		if (!io) /* the stop marker from uring_close */
-			break;
-		if (res == -EAGAIN || res == -EINTR) {
-			pthread_mutex_lock(&d->sq_lock);
-			r = submit_locked(d, io);
-			pthread_mutex_unlock(&d->sq_lock);
-			if (r == 0)
-				continue;
-			res = r;
-		}
-		complete(d, io, res);
-	}
-	return NULL;
-}
-
 static void prep(struct io_uring_sqe *sqe, int fd, struct hoard_io *io)
 {
 	switch (io->op) {
@@ -145,6 +124,105 @@ static void prep(struct io_uring_sqe *sqe, int fd, struct hoard_io *io)
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
 		break;
 	}
+}
+
+/* An SQE of the data ring (reaper only): when the ring is full, what is
+ * in it is submitted first. */
+static struct io_uring_sqe *get_sqe(struct hoard_dev *d)
+{
+	struct io_uring_sqe *sqe;
+	while ((sqe = io_uring_get_sqe(&d->ring)) == NULL)
+		io_uring_submit(&d->ring);
+	return sqe;
+}
+
+static void queue_io(struct hoard_dev *d, struct hoard_io *io)
+{
+	struct io_uring_sqe *sqe = get_sqe(d);
+	prep(sqe, d->fd, io);
+	io_uring_sqe_set_data(sqe, io);
+}
+
+static void arm_wakeup(struct hoard_dev *d)
+{
+	struct io_uring_sqe *sqe = get_sqe(d);
+	io_uring_prep_read(sqe, d->efd, &d->efd_val, sizeof(d->efd_val), 0);
+	io_uring_sqe_set_data(sqe, &d->efd_val);
+}
+
+/* The queued ios into SQEs, oldest first. */
+static void take_queued(struct hoard_dev *d)
+{
+	struct hoard_io *io = atomic_exchange(&d->queued, NULL), *fifo = NULL;
+	while (io) {
+		struct hoard_io *n = io->next;
+		io->next = fifo;
+		fifo = io;
+		io = n;
+	}
+	while (fifo) {
+		struct hoard_io *n = fifo->next;
+		queue_io(d, fifo);
+		fifo = n;
+	}
+}
+
+/* The data ring, created by the thread that will be its only issuer.
+ * SINGLE_ISSUER | DEFER_TASKRUN (Linux 6.1) make completions wait for
+ * this thread; on older kernels a plain ring keeps the same protocol. */
+static int ring_init(struct hoard_dev *d)
+{
+	int r = io_uring_queue_init(RING_DEPTH, &d->ring,
+				    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+	if (r == -EINVAL)
+		r = io_uring_queue_init(RING_DEPTH, &d->ring, 0);
+	return r;
+}
+
+static void *reaper_main(void *arg)
+{
+	struct hoard_dev *d = arg;
+	d->ring_res = ring_init(d);
+	int ok = d->ring_res == 0;
+	sem_post(&d->ready); /* on failure uring_open joins this thread */
+	if (!ok)
+		return NULL;
+	arm_wakeup(d);
+	for (;;) {
+		take_queued(d);
+		if (io_uring_cq_ready(&d->ring) == 0) {
+			atomic_store(&d->sleeping, 1);
+			if (atomic_load(&d->queued) || atomic_load(&d->stop)) {
+				atomic_store(&d->sleeping, 0);
+				if (atomic_load(&d->stop) && !atomic_load(&d->queued))
+					break;
+				continue;
+			}
+			/* submits what take_queued prepared and waits; with
+			 * DEFER_TASKRUN, completions are posted here.  An error
+			 * (-EINTR; -EAGAIN, -EBUSY: transient) leaves the SQEs
+			 * queued for the next round. */
+			io_uring_submit_and_wait(&d->ring, 1);
+			atomic_store(&d->sleeping, 0);
+		} else {
+			io_uring_submit(&d->ring);
+		}
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		io_uring_for_each_cqe(&d->ring, head, cqe) {
+			struct hoard_io *io = io_uring_cqe_get_data(cqe);
+			int res = cqe->res;
+			seen++;
+			if ((void *)io == &d->efd_val)
+				arm_wakeup(d);
+			else if (res == -EAGAIN || res == -EINTR) /* transient */
+				queue_io(d, io);
+			else
+				complete(d, io, res);
+		}
+		io_uring_cq_advance(&d->ring, seen);
+	}
+	return NULL;
 }
 
 /* Metadata I/O on its own ring, reaped by the calling thread: it never
@@ -205,6 +283,7 @@ static int uring_sync_io(struct hoard_dev *d, struct hoard_io *ios, int n)
 	return err;
 }
 
+
 static int uring_open(const char *path, int read_only, void *arg,
 		      struct hoard_dev **devp, uint64_t *sizep)
 {
@@ -238,25 +317,34 @@ static int uring_open(const char *path, int read_only, void *arg,
 		r = -ENOTBLK;
 		goto out_close;
 	}
-	r = io_uring_queue_init(RING_DEPTH, &d->ring, 0);
-	if (r < 0)
-		goto out_close;
-	r = io_uring_queue_init(SYNC_DEPTH, &d->sring, 0);
-	if (r < 0) {
-		io_uring_queue_exit(&d->ring);
+	d->efd = eventfd(0, EFD_CLOEXEC); /* blocking: io_uring polls it */
+	if (d->efd < 0) {
+		r = -errno;
 		goto out_close;
 	}
-	pthread_mutex_init(&d->sq_lock, NULL);
+	r = io_uring_queue_init(SYNC_DEPTH, &d->sring, 0);
+	if (r < 0)
+		goto out_efd;
 	pthread_mutex_init(&d->s_lock, NULL);
+	sem_init(&d->ready, 0, 0);
 	r = -pthread_create(&d->reaper, NULL, reaper_main, d);
 	if (r < 0)
-		goto out_ring;
-	d->reaper_started = 1;
+		goto out_sring;
+	while (sem_wait(&d->ready) < 0) /* EINTR */
+		;
+	r = d->ring_res;
+	if (r < 0) {
+		pthread_join(d->reaper, NULL);
+		goto out_sring;
+	}
 	*devp = d;
 	return 0;
-out_ring:
+out_sring:
+	sem_destroy(&d->ready);
+	pthread_mutex_destroy(&d->s_lock);
 	io_uring_queue_exit(&d->sring);
-	io_uring_queue_exit(&d->ring);
+out_efd:
+	close(d->efd);
 out_close:
 	close(d->fd);
 out_free:
@@ -264,24 +352,18 @@ out_free:
 	return r;
 }
 
+/* The caller has waited for every io it submitted. */
 static void uring_close(struct hoard_dev *d)
 {
-	if (d->reaper_started) {
-		pthread_mutex_lock(&d->sq_lock);
-		struct io_uring_sqe *sqe;
-		while ((sqe = io_uring_get_sqe(&d->ring)) == NULL)
-			io_uring_submit(&d->ring);
-		io_uring_prep_nop(sqe);
-		io_uring_sqe_set_data(sqe, NULL);
-		io_uring_submit(&d->ring);
-		pthread_mutex_unlock(&d->sq_lock);
-		pthread_join(d->reaper, NULL);
-	}
+	atomic_store(&d->stop, 1);
+	wake(d);
+	pthread_join(d->reaper, NULL);
 	io_uring_queue_exit(&d->ring);
 	io_uring_queue_exit(&d->sring);
+	close(d->efd);
 	close(d->fd);
-	pthread_mutex_destroy(&d->sq_lock);
 	pthread_mutex_destroy(&d->s_lock);
+	sem_destroy(&d->ready);
 	free(d);
 }
 
