@@ -127,27 +127,44 @@ static void prep(struct io_uring_sqe *sqe, int fd, struct hoard_io *io)
 }
 
 /* An SQE of the data ring (reaper only): when the ring is full, what is
- * in it is submitted first. */
-static struct io_uring_sqe *get_sqe(struct hoard_dev *d)
+ * in it is submitted first.  NULL with *err when the ring refuses for
+ * good (not -EAGAIN/-EBUSY/-EINTR). */
+static struct io_uring_sqe *get_sqe(struct hoard_dev *d, int *err)
 {
 	struct io_uring_sqe *sqe;
-	while ((sqe = io_uring_get_sqe(&d->ring)) == NULL)
-		io_uring_submit(&d->ring);
+	while ((sqe = io_uring_get_sqe(&d->ring)) == NULL) {
+		int r = io_uring_submit(&d->ring);
+		if (r < 0 && r != -EAGAIN && r != -EBUSY && r != -EINTR) {
+			*err = r;
+			return NULL;
+		}
+	}
 	return sqe;
 }
 
 static void queue_io(struct hoard_dev *d, struct hoard_io *io)
 {
-	struct io_uring_sqe *sqe = get_sqe(d);
+	int err = 0;
+	struct io_uring_sqe *sqe = get_sqe(d, &err);
+	if (!sqe) { /* a broken ring: the io fails, nothing spins */
+		io->done(io, err);
+		return;
+	}
 	prep(sqe, d->fd, io);
 	io_uring_sqe_set_data(sqe, io);
 }
 
-static void arm_wakeup(struct hoard_dev *d)
+/* 0, or the ring's error: the reaper then waits with a timeout, since
+ * nothing can wake it (U1). */
+static int arm_wakeup(struct hoard_dev *d)
 {
-	struct io_uring_sqe *sqe = get_sqe(d);
+	int err = 0;
+	struct io_uring_sqe *sqe = get_sqe(d, &err);
+	if (!sqe)
+		return err;
 	io_uring_prep_read(sqe, d->efd, &d->efd_val, sizeof(d->efd_val), 0);
 	io_uring_sqe_set_data(sqe, &d->efd_val);
+	return 0;
 }
 
 /* The queued ios into SQEs, oldest first. */
@@ -187,8 +204,10 @@ static void *reaper_main(void *arg)
 	sem_post(&d->ready); /* on failure uring_open joins this thread */
 	if (!ok)
 		return NULL;
-	arm_wakeup(d);
+	int armed = arm_wakeup(d) == 0;
 	for (;;) {
+		if (!armed)
+			armed = arm_wakeup(d) == 0;
 		take_queued(d);
 		if (io_uring_cq_ready(&d->ring) == 0) {
 			atomic_store(&d->sleeping, 1);
@@ -201,8 +220,15 @@ static void *reaper_main(void *arg)
 			/* submits what take_queued prepared and waits; with
 			 * DEFER_TASKRUN, completions are posted here.  An error
 			 * (-EINTR; -EAGAIN, -EBUSY: transient) leaves the SQEs
-			 * queued for the next round. */
-			io_uring_submit_and_wait(&d->ring, 1);
+			 * queued for the next round.  Without the eventfd read
+			 * armed (a ring that refused it), wait 10 ms at most. */
+			if (armed) {
+				io_uring_submit_and_wait(&d->ring, 1);
+			} else {
+				struct __kernel_timespec ts = {.tv_nsec = 10000000};
+				struct io_uring_cqe *cqe;
+				io_uring_submit_and_wait_timeout(&d->ring, &cqe, 1, &ts, NULL);
+			}
 			atomic_store(&d->sleeping, 0);
 		} else {
 			io_uring_submit(&d->ring);
@@ -214,7 +240,7 @@ static void *reaper_main(void *arg)
 			int res = cqe->res;
 			seen++;
 			if ((void *)io == &d->efd_val)
-				arm_wakeup(d);
+				armed = arm_wakeup(d) == 0;
 			else if (res == -EAGAIN || res == -EINTR) /* transient */
 				queue_io(d, io);
 			else
