@@ -1448,6 +1448,13 @@ out:
 
 /* ---- the index worker: write completions, purges, group commit ------------ */
 
+/* A device flush with the engine lock not held (the device table and the
+ * device never change while the cache is open; the page store counts it). */
+static int flush_unlocked(struct hoard_cache *c)
+{
+	return hoard_dev_io(c->ops, c->dev, HOARD_IO_FLUSH, NULL, 0, 0);
+}
+
 static void *worker_main(void *arg)
 {
 	struct hoard_cache *c = arg;
@@ -1514,7 +1521,7 @@ static void *worker_main(void *arg)
 				if (!commit)
 					last = now;
 			}
-			int fr = commit ? hoard_dev_io(c->ops, c->dev, HOARD_IO_FLUSH, NULL, 0, 0) : 0;
+			int fr = commit ? flush_unlocked(c) : 0;
 			pthread_mutex_lock(&c->lock);
 			for (unsigned i = 0; i < np && !c->read_only; i++) {
 				struct hobj o;
@@ -1527,7 +1534,7 @@ static void *worker_main(void *arg)
 				int w = fr < 0 ? hps_commit(c->ps) : hps_commit_write(c->ps);
 				if (w > 0) {
 					pthread_mutex_unlock(&c->lock);
-					fr = hoard_dev_io(c->ops, c->dev, HOARD_IO_FLUSH, NULL, 0, 0);
+					fr = flush_unlocked(c);
 					pthread_mutex_lock(&c->lock);
 					hps_commit_done(c->ps, fr);
 				}

@@ -395,9 +395,9 @@ static void *completion_main(void *arg)
 		md->qlen--;
 		md->busy = 1;
 		if (q.io->op == HOARD_IO_FLUSH && md->hold_flushes) {
-			md->flushes_held++;
+			uint64_t n = ++md->flushes_held;
 			pthread_cond_broadcast(&md->gate_cond);
-			while (md->hold_flushes)
+			while (md->hold_flushes && md->flushes_released < n)
 				pthread_cond_wait(&md->gate_cond, &md->lock);
 		}
 		int res = q.res == QENT_PROCESS ? process(md, q.io) : q.res;
@@ -455,6 +455,14 @@ void memdev_hold_flushes(struct memdev *md, int on)
 {
 	pthread_mutex_lock(&md->lock);
 	md->hold_flushes = on;
+	pthread_cond_broadcast(&md->gate_cond);
+	pthread_mutex_unlock(&md->lock);
+}
+
+void memdev_release_flushes(struct memdev *md, uint64_t n)
+{
+	pthread_mutex_lock(&md->lock);
+	md->flushes_released += n;
 	pthread_cond_broadcast(&md->gate_cond);
 	pthread_mutex_unlock(&md->lock);
 }

@@ -98,7 +98,8 @@ struct memdev {
 	struct memdev_qent *q;
 	size_t qhead, qlen, qalloc;
 	int busy, stop, thread_started;
-	uint64_t flushes_held;  /* FLUSHes that have waited at the gate */
+	uint64_t flushes_held;  /* FLUSHes that have reached the gate */
+	uint64_t flushes_released; /* of those, let go one by one */
 	pthread_cond_t gate_cond;
 };
 
@@ -128,8 +129,10 @@ void memdev_pwrite(struct memdev *md, const void *buf, size_t len, uint64_t off)
 void memdev_log_reset(struct memdev *md);
 /* Wait until every submitted request has completed. */
 void memdev_drain(struct memdev *md);
-/* Hold FLUSHes at the completion thread (on = 1) or let them go (0). */
+/* Hold FLUSHes at the completion thread (on = 1) or let them all go (0). */
 void memdev_hold_flushes(struct memdev *md, int on);
+/* Let the next @n held FLUSHes go (the gate stays on for later ones). */
+void memdev_release_flushes(struct memdev *md, uint64_t n);
 /* Wait until @n FLUSHes have been held, at most @secs seconds: 0, or
  * -ETIMEDOUT. */
 int memdev_wait_held(struct memdev *md, uint64_t n, int secs);
