@@ -126,9 +126,9 @@ static void stats_doc(struct hd_ctl *ctl, struct out *o, int table)
 			put(o, "{\"pid\": %llu, \"state\": \"stopping\"}\n", pid);
 		return;
 	}
-	uint64_t nn = 0, nm = 0;
-	hfs_node_counts(fs, &nn, &nm);
-	unsigned long long nodes = nn, names = nm;
+	uint64_t nn = 0, nm = 0, np = 0;
+	hfs_node_counts(fs, &nn, &nm, &np);
+	unsigned long long nodes = nn, names = nm, nodes_peak = np;
 	unsigned long long p50 = hfs_lat_percentile(s, 50),
 			   p90 = hfs_lat_percentile(s, 90),
 			   p99 = hfs_lat_percentile(s, 99);
@@ -137,8 +137,8 @@ static void stats_doc(struct hd_ctl *ctl, struct out *o, int table)
 		    ctl->source);
 		put(o, "daemon pid      %llu (rss %llu KiB, peak %llu KiB, up %llu s)\n",
 		    pid, rss >> 10, hwm >> 10, up);
-		put(o, "nodes           %llu (%llu names), %llu evicted\n", nodes,
-		    names, L(s->evictions));
+		put(o, "nodes           %llu (%llu names, peak %llu), %llu evicted\n",
+		    nodes, names, nodes_peak, L(s->evictions));
 		put(o, "reads           %llu ops, %llu bytes\n", L(s->read_ops),
 		    L(s->read_bytes));
 		put(o, "  hits          %llu ops, %llu bytes\n", L(s->hit_ops),
@@ -169,8 +169,9 @@ static void stats_doc(struct hd_ctl *ctl, struct out *o, int table)
 		return;
 	}
 	put(o, "{\"pid\": %llu, \"rss_bytes\": %llu, \"rss_peak_bytes\": %llu, "
-	    "\"uptime_s\": %llu, \"nodes\": %llu, \"names\": %llu, \"evictions\": %llu, ",
-	    pid, rss, hwm, up, nodes, names, L(s->evictions));
+	    "\"uptime_s\": %llu, \"nodes\": %llu, \"names\": %llu, \"nodes_peak\": %llu, "
+	    "\"evictions\": %llu, ",
+	    pid, rss, hwm, up, nodes, names, nodes_peak, L(s->evictions));
 	put(o, "\"mountpoint\": ");
 	put_json_str(o, ctl->mountpoint);
 	put(o, ", \"source\": ");
@@ -186,8 +187,9 @@ static void stats_doc(struct hd_ctl *ctl, struct out *o, int table)
 	put(o, " \"writes\": {\"ops\": %llu, \"bytes\": %llu},\n", L(s->write_ops),
 	    L(s->write_bytes));
 	put(o, " \"lookups\": %llu, \"opens\": %llu, \"getattrs\": %llu, "
-	    "\"invalidations\": %llu,\n", L(s->lookups), L(s->opens),
-	    L(s->getattrs), L(s->invalidations));
+	    "\"getattrs_cached\": %llu, \"invalidations\": %llu,\n",
+	    L(s->lookups), L(s->opens), L(s->getattrs), L(s->getattrs_cached),
+	    L(s->invalidations));
 	put(o, " \"listings\": %llu, \"listings_cached\": %llu,\n",
 	    L(s->listings), L(s->listings_cached));
 	put(o, " \"errors\": {\"server\": %llu, \"cache\": %llu},\n",

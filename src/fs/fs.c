@@ -141,10 +141,6 @@ int hfs_mount(struct hfs *fs, const char *mountpoint)
 	return 0;
 }
 
-/* Files looked up within this many seconds are left alone while older
- * ones qualify (a just-listed directory is about to be used). */
-#define HFS_EVICT_AGE 1.0
-
 /* Wait @secs under fs->lock whatever the signals say (each sweep walks
  * the table under fs->lock: no sweeping on every new node). */
 static void evict_pause(struct hfs *fs, double secs)
@@ -166,15 +162,28 @@ static void evict_pause(struct hfs *fs, double secs)
  * entries: evictions go in the second part. */
 #define HFS_EVICT_GAP_US 2000
 #define HFS_EVICT_GAP_WAIT_US 200000
-static void evict_gap(struct hfs *fs, uint64_t t0)
+/* A quarter over the bound: memory first, no waiting for gaps (parallel
+ * walkers may leave none, and a fast one goes far over in 200 ms). */
+static bool evict_urgent(struct hfs *fs)
+{
+	return fs->by_ino.count > fs->o.max_nodes + fs->o.max_nodes / 4;
+}
+
+/* Returns true once the table is over the bound by a quarter. */
+static bool evict_gap(struct hfs *fs, uint64_t t0)
 {
 	for (;;) {
 		uint64_t now = hfs_now_us();
 		if (atomic_load(&fs->linking) == 0 &&
 		    now - atomic_load(&fs->linked_at) >= HFS_EVICT_GAP_US)
-			return;
+			return false;
 		if (now - t0 >= HFS_EVICT_GAP_WAIT_US)
-			return; /* memory first: a walk with no pauses */
+			return false; /* memory first: a walk with no pauses */
+		pthread_mutex_lock(&fs->lock);
+		bool urgent = evict_urgent(fs);
+		pthread_mutex_unlock(&fs->lock);
+		if (urgent)
+			return true;
 		struct timespec ts = {0, 500000};
 		nanosleep(&ts, NULL);
 	}
@@ -184,38 +193,35 @@ static void *evictor(void *arg)
 {
 	struct hfs *fs = arg;
 	struct hfs_victim *v = malloc(HFS_EVICT_BATCH * sizeof(*v));
-	bool young = false; /* the last sweep found only young files */
+	bool idle = false; /* the last sweep found nothing it could take */
 	if (!v)
 		return NULL;
 	pthread_mutex_lock(&fs->lock);
 	while (!fs->evict_stop) {
 		size_t want = hfs_evict_want(fs);
 		if (!want) {
-			young = false;
+			idle = false;
 			pthread_cond_wait(&fs->evict_cond, &fs->lock);
 			continue;
 		}
-		double older = young ? INFINITY : hfs_now() - HFS_EVICT_AGE;
-		size_t n = hfs_evict_pick(fs, v, want < HFS_EVICT_BATCH ? want : HFS_EVICT_BATCH,
-					  older);
+		size_t n = hfs_evict_pick(fs, v, want < HFS_EVICT_BATCH ? want : HFS_EVICT_BATCH);
 		if (!n) {
-			/* nothing old enough: again in 100 ms at any age;
-			 * nothing at all (directories, open files): in 1 s */
-			evict_pause(fs, young ? 1.0 : 0.1);
-			young = !young;
+			/* nothing evictable (directories, open files, all
+			 * being asked about): look again in 100 ms, then
+			 * every second */
+			evict_pause(fs, idle ? 1.0 : 0.1);
+			idle = true;
 			continue;
 		}
-		young = false;
-		/* a quarter over the bound: memory first, no waiting for gaps
-		 * (parallel walkers may leave none) */
-		bool urgent = fs->by_ino.count > fs->o.max_nodes + fs->o.max_nodes / 4;
+		idle = false;
+		bool urgent = evict_urgent(fs);
 		pthread_mutex_unlock(&fs->lock);
 		uint64_t done = 0;
 		bool broken = false;
 		uint64_t batch_t0 = hfs_now_us(); /* the wait is per batch */
 		for (size_t i = 0; i < n; i++) {
 			if (!broken && !urgent)
-				evict_gap(fs, batch_t0);
+				urgent = evict_gap(fs, batch_t0);
 			int r = broken ? -ENOSYS :
 				fuse_lowlevel_notify_inval_entry(fs->se, v[i].parent,
 								 v[i].name, strlen(v[i].name));

@@ -56,6 +56,7 @@ struct hfs_stats {
 					       (other than ENOENT/EEXIST...) */
 	atomic_uint_fast64_t cache_errors;  /* engine calls that failed */
 	atomic_uint_fast64_t lookups, opens, getattrs;
+	atomic_uint_fast64_t getattrs_cached; /* answered from fresh attributes */
 	atomic_uint_fast64_t listings;        /* directories listed by the server */
 	atomic_uint_fast64_t listings_cached; /* ... served from the engine */
 	atomic_uint_fast64_t evictions;     /* files the kernel was asked to
@@ -81,7 +82,9 @@ void hfs_destroy(struct hfs *fs);
 const struct hfs_stats *hfs_get_stats(struct hfs *fs);
 struct hoard_cache *hfs_cache(struct hfs *fs);
 /* How many nodes (files the kernel holds) and names the table has. */
-void hfs_node_counts(struct hfs *fs, uint64_t *nodes, uint64_t *names);
+/* Nodes and names in the table now, and the most nodes there have been. */
+void hfs_node_counts(struct hfs *fs, uint64_t *nodes, uint64_t *names,
+		     uint64_t *peak);
 /* Percentile @p (0..100) of read latency in microseconds. */
 uint64_t hfs_lat_percentile(const struct hfs_stats *st, double p);
 

@@ -85,13 +85,17 @@ struct hfs_node {
 	uint32_t writers;          /* [L] handles that wrote and not flushed */
 	struct hfs_name *names;    /* [L] */
 	struct hb_attr attr;       /* [L] last attributes from the server */
-	double attr_at;            /* [L] monotonic seconds of attr */
+	uint64_t attr_ns;          /* [L] real-time ns at which the server gave
+				      attr (before the call that fetched it);
+				      0: changed since, ask again (op_getattr) */
 	uint64_t obj;              /* [L] engine object id, 0 = unknown */
 	struct hfs_coh coh;        /* [L] coherency at the last open/own change */
 	atomic_uint_fast64_t wseq; /* bumped around every write/truncate (I4) */
 	bool coh_valid;            /* [L] */
 	bool evicting;             /* [L] the kernel was asked to forget it
 				      (hfs_evict; counted in evict_pending) */
+	bool referenced;           /* [L] looked up since the evictor's clock
+				      hand last passed (hfs_evict_pick) */
 };
 _Static_assert(sizeof(struct hfs_node) <= 256, "a node grows the daemon by 100 MB per 400k files");
 _Static_assert(sizeof(struct hfs_name) == 32, "name header");
@@ -179,6 +183,7 @@ struct hfs {
 	bool evict_started, evict_stop; /* fs->lock */
 	size_t evict_hand;           /* [L] next by_ino bucket to sweep */
 	size_t evict_pending;        /* [L] nodes with evicting set */
+	size_t nodes_peak;           /* [L] the most nodes there have been */
 	/* Replies that link new inodes (readdirplus, lookup) in progress and
 	 * when the last ended (hfs_now_us): the kernel drops the attributes
 	 * of such a reply if any inode was evicted while it was in flight
@@ -221,7 +226,7 @@ void hfs_node_put(struct hfs *fs, struct hfs_node *n);
  * to the new name; files gain it as another name. */
 struct hfs_node *hfs_node_link(struct hfs *fs, struct hfs_node *parent,
 			       const char *name, const struct hb_attr *attr,
-			       uint64_t nlookup);
+			       uint64_t attr_ns, uint64_t nlookup);
 void hfs_node_forget(struct hfs *fs, uint64_t ino, uint64_t n);
 /* Drop the name (@parent, @name) from the table; returns the node that
  * had it with a ref (or NULL). */
@@ -236,7 +241,7 @@ struct hfs_node *hfs_name_move(struct hfs *fs, uint64_t parent,
 int hfs_path(struct hfs *fs, struct hfs_node *n, const char *name,
 	     char **pathp);
 void hfs_node_set_attr(struct hfs *fs, struct hfs_node *n,
-		       const struct hb_attr *a);
+		       const struct hb_attr *a, uint64_t attr_ns);
 /* The lock that orders writes to the server and their copies into the
  * cache for @n (hfs_op_write); shared with other nodes (HFS_WLOCKS). */
 pthread_mutex_t *hfs_node_wlock(struct hfs *fs, const struct hfs_node *n);
@@ -250,9 +255,12 @@ uint64_t hfs_name_hash(uint64_t parent, const char *name, size_t len);
  * notify_delete it leaves the inode's link count alone, so a process that
  * stats the file meanwhile sees it as it is).  Only files nobody uses
  * qualify: not a directory, no open handle or child (refs == 0), one name
- * and nlink 1 (another name would keep the inode anyway), looked up more
- * than @older_than ago.  A file looked up again is just looked up again.
- * All under fs->lock. */
+ * and nlink 1 (another name would keep the inode anyway).  Which of them:
+ * a clock (second chance) over the table, so that the files a walk has
+ * just listed, and is about to stat, are the last to go however fast it
+ * walks: a lookup marks a node referenced, the hand clears the mark as it
+ * passes and takes nodes it finds unmarked.  A file looked up again is
+ * just looked up again.  All under fs->lock. */
 struct hfs_victim {
 	uint64_t parent, ino;
 	char name[256];
@@ -261,10 +269,9 @@ struct hfs_victim {
 /* How many nodes to ask the kernel about now: down to 7/8 of max_nodes,
  * counting those already asked. */
 size_t hfs_evict_want(struct hfs *fs);
-/* Up to @max victims, swept from fs->evict_hand on (a clock over the
- * table); marks them evicting. */
-size_t hfs_evict_pick(struct hfs *fs, struct hfs_victim *v, size_t max,
-		      double older_than);
+/* Up to @max victims, swept from fs->evict_hand on, at most twice round
+ * the table (the first pass may only clear marks); marks them evicting. */
+size_t hfs_evict_pick(struct hfs *fs, struct hfs_victim *v, size_t max);
 /* The kernel refused (the entry was not in its cache): unmark. */
 void hfs_evict_undo(struct hfs *fs, uint64_t ino);
 

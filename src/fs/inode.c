@@ -195,7 +195,8 @@ static void node_maybe_free(struct hfs *fs, struct hfs_node *n)
 	}
 }
 
-static struct hfs_node *node_new(struct hfs *fs, const struct hb_attr *a)
+static struct hfs_node *node_new(struct hfs *fs, const struct hb_attr *a,
+				 uint64_t attr_ns)
 {
 	struct hfs_node *n = calloc(1, sizeof(*n));
 	if (!n)
@@ -204,9 +205,12 @@ static struct hfs_node *node_new(struct hfs *fs, const struct hb_attr *a)
 	n->fsid = a->fsid;
 	n->fileid = a->fileid;
 	n->attr = *a;
-	n->attr_at = hfs_now();
+	n->attr_ns = attr_ns;
+	n->referenced = true;
 	atomic_init(&n->wseq, 0);
 	htab_add(&fs->by_ino, &n->h_ino, mix64(n->ino));
+	if (fs->by_ino.count > fs->nodes_peak)
+		fs->nodes_peak = fs->by_ino.count;
 	htab_add(&fs->by_key, &n->h_key, key_hash(n->fsid, n->fileid));
 	if (fs->o.max_nodes && fs->by_ino.count > fs->o.max_nodes)
 		pthread_cond_signal(&fs->evict_cond);
@@ -222,7 +226,7 @@ int hfs_nodes_init(struct hfs *fs, const struct hb_attr *root_attr)
 	    htab_init(&fs->by_name, name_link_hash))
 		return -ENOMEM;
 	fs->next_ino = FUSE_ROOT_ID;
-	fs->root = node_new(fs, root_attr);
+	fs->root = node_new(fs, root_attr, 0);
 	if (!fs->root)
 		return -ENOMEM;
 	fs->root->nlookup = 1;
@@ -291,7 +295,7 @@ static int name_add(struct hfs *fs, struct hfs_node *parent,
 
 struct hfs_node *hfs_node_link(struct hfs *fs, struct hfs_node *parent,
 			       const char *name, const struct hb_attr *attr,
-			       uint64_t nlookup)
+			       uint64_t attr_ns, uint64_t nlookup)
 {
 	pthread_mutex_lock(&fs->lock);
 	struct hfs_name *old = find_name(fs, parent->ino, name);
@@ -306,14 +310,15 @@ struct hfs_node *hfs_node_link(struct hfs *fs, struct hfs_node *parent,
 		old = NULL;
 	}
 	if (!n) {
-		n = node_new(fs, attr);
+		n = node_new(fs, attr, attr_ns);
 		if (!n) {
 			pthread_mutex_unlock(&fs->lock);
 			return NULL;
 		}
 	} else {
 		n->attr = *attr;
-		n->attr_at = hfs_now();
+		n->attr_ns = attr_ns;
+		n->referenced = true;
 	}
 	n->nlookup += nlookup;
 	n->refs++;
@@ -388,6 +393,11 @@ struct hfs_node *hfs_name_move(struct hfs *fs, uint64_t parent,
 		name_free(fs, to);
 	if (a && np)
 		name_add(fs, np, a, newname);
+	/* the server changed their ctime: ask for it again */
+	if (a)
+		a->attr_ns = 0;
+	if (b)
+		b->attr_ns = 0;
 	if (exchange && b && op)
 		name_add(fs, op, b, name);
 	if (a) {
@@ -442,19 +452,21 @@ int hfs_path(struct hfs *fs, struct hfs_node *n, const char *name,
 }
 
 void hfs_node_set_attr(struct hfs *fs, struct hfs_node *n,
-		       const struct hb_attr *a)
+		       const struct hb_attr *a, uint64_t attr_ns)
 {
 	pthread_mutex_lock(&fs->lock);
 	n->attr = *a;
-	n->attr_at = hfs_now();
+	n->attr_ns = attr_ns;
 	pthread_mutex_unlock(&fs->lock);
 }
 
-void hfs_node_counts(struct hfs *fs, uint64_t *nodes, uint64_t *names)
+void hfs_node_counts(struct hfs *fs, uint64_t *nodes, uint64_t *names,
+		     uint64_t *peak)
 {
 	pthread_mutex_lock(&fs->lock);
 	*nodes = fs->by_ino.count;
 	*names = fs->by_name.count;
+	*peak = fs->nodes_peak;
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -473,26 +485,28 @@ size_t hfs_evict_want(struct hfs *fs)
 	return count - fs->evict_pending - (max - max / 8);
 }
 
-static bool evictable(struct hfs *fs, const struct hfs_node *n,
-		      double older_than)
+static bool evictable(struct hfs *fs, const struct hfs_node *n)
 {
 	return n != fs->root && n->nlookup > 0 && n->refs == 0 &&
 	       !n->evicting && n->names && !n->names->nnext &&
 	       !S_ISDIR(n->attr.mode) && n->attr.nlink <= 1 &&
-	       n->attr_at < older_than && strlen(n->names->name) < 256;
+	       strlen(n->names->name) < 256;
 }
 
-size_t hfs_evict_pick(struct hfs *fs, struct hfs_victim *v, size_t max,
-		      double older_than)
+size_t hfs_evict_pick(struct hfs *fs, struct hfs_victim *v, size_t max)
 {
 	struct hfs_htab *t = &fs->by_ino;
 	size_t got = 0;
-	for (size_t swept = 0; swept < t->nb && got < max; swept++) {
+	for (size_t swept = 0; swept < 2 * t->nb && got < max; swept++) {
 		size_t i = fs->evict_hand++ & (t->nb - 1);
 		for (struct hfs_hlink *l = t->b[i]; l && got < max; l = l->next) {
 			struct hfs_node *n = container_of(l, struct hfs_node, h_ino);
-			if (!evictable(fs, n, older_than))
+			if (!evictable(fs, n))
 				continue;
+			if (n->referenced) { /* a second chance */
+				n->referenced = false;
+				continue;
+			}
 			v[got].parent = n->names->parent->ino;
 			v[got].ino = n->ino;
 			strcpy(v[got].name, n->names->name);

@@ -270,7 +270,7 @@ void hfs_own_change(struct hfs *fs, struct hfs_node *n, const struct hb_attr *a)
 	pthread_mutex_lock(&fs->lock);
 	uint64_t obj = n->obj;
 	n->attr = *a;
-	n->attr_at = hfs_now();
+	n->attr_ns = real_ns();
 	n->coh = coh;
 	n->coh_valid = true;
 	pthread_mutex_unlock(&fs->lock);
@@ -310,6 +310,18 @@ static void node_gone(struct hfs *fs, struct hfs_node *n)
 
 /* ---- lookup / forget / getattr / setattr ---- */
 
+/* @n (may be NULL) is being changed on the server by our own hand, or its
+ * directory entries are: the attributes we hold no longer count as the
+ * server's (op_getattr asks it again). */
+static void attr_stale(struct hfs *fs, struct hfs_node *n)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	n->attr_ns = 0;
+	pthread_mutex_unlock(&fs->lock);
+}
+
 static int do_lookup(fuse_req_t req, struct hfs_node *p, const char *name,
 		     struct fuse_entry_param *e)
 {
@@ -321,6 +333,7 @@ static int do_lookup(fuse_req_t req, struct hfs_node *p, const char *name,
 	if (r)
 		return r;
 	atomic_fetch_add_explicit(&fs->st.lookups, 1, memory_order_relaxed);
+	uint64_t at = real_ns();
 	r = fs->b->ops->getattr(fs->b, &cr, path, &a);
 	free(path);
 	if (r == -ENOENT || r == -ESTALE) {
@@ -331,7 +344,7 @@ static int do_lookup(fuse_req_t req, struct hfs_node *p, const char *name,
 		hfs_count_err(fs, r);
 		return r;
 	}
-	struct hfs_node *n = hfs_node_link(fs, p, name, &a, 1);
+	struct hfs_node *n = hfs_node_link(fs, p, name, &a, at, 1);
 	if (!n)
 		return -ENOMEM;
 	fill_entry(n, &a, ac_timeout(fs, &a), e);
@@ -403,6 +416,7 @@ static int node_getattr(fuse_req_t req, struct hfs_node *n, struct hb_attr *a)
 		}
 		atomic_fetch_add_explicit(&fs->st.getattrs, 1,
 					  memory_order_relaxed);
+		uint64_t at = real_ns();
 		r = fs->b->ops->getattr(fs->b, &cr, path, a);
 		free(path);
 		if (r == 0 && n != fs->root &&
@@ -426,7 +440,7 @@ static int node_getattr(fuse_req_t req, struct hfs_node *n, struct hb_attr *a)
 			hfs_count_err(fs, r);
 			return r;
 		}
-		hfs_node_set_attr(fs, n, a);
+		hfs_node_set_attr(fs, n, a, at);
 		return 0;
 	}
 	return -ESTALE;
@@ -441,6 +455,27 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct stat st;
 	if (!n) {
 		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	/* The kernel asks when its copy of the attributes expired, which
+	 * ours (no younger) have too, or when it dropped a copy still within
+	 * its life: an inode evicted while a readdirplus reply was on its
+	 * way (fuse_iget's eviction counter), a write or a change of ours.
+	 * Attributes the server gave less than their attribute-cache life
+	 * ago, with nothing changed by us since, are what an NFS client
+	 * would answer from its attribute cache: no round trip. */
+	pthread_mutex_lock(&fs->lock);
+	double left = n->attr_ns && !n->writers ?
+		      ac_left(fs, &n->attr, n->attr_ns, real_ns()) : 0;
+	if (left > 0)
+		a = n->attr;
+	pthread_mutex_unlock(&fs->lock);
+	if (left > 0) {
+		hfs_node_put(fs, n);
+		atomic_fetch_add_explicit(&fs->st.getattrs_cached, 1,
+					  memory_order_relaxed);
+		to_stat(&a, &st);
+		fuse_reply_attr(req, &st, left);
 		return;
 	}
 	int r = node_getattr(req, n, &a);
@@ -499,6 +534,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	r = hfs_path(fs, n, NULL, &path);
 	if (r)
 		goto out;
+	attr_stale(fs, n);
 	if (sa.valid & HB_SET_SIZE)
 		atomic_fetch_add(&n->wseq, 1); /* I4: fills in flight lose */
 	r = fs->b->ops->setattr(fs->b, &cr, path, &sa, &a);
@@ -565,6 +601,7 @@ static void do_make(fuse_req_t req, enum mk_kind kind, fuse_ino_t parent,
 	r = hfs_path(fs, p, name, &path);
 	if (r)
 		goto out;
+	attr_stale(fs, p); /* its mtime, and nlink for a directory */
 	switch (kind) {
 	case MK_NOD:
 		r = fs->b->ops->mknod(fs->b, &cr, path, mode, rdev);
@@ -663,6 +700,7 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name,
 	char *path = NULL;
 	int r = p ? hfs_path(fs, p, name, &path) : -ESTALE;
 	if (!r) {
+		attr_stale(fs, p);
 		r = dir ? fs->b->ops->rmdir(fs->b, &cr, path)
 			: fs->b->ops->unlink(fs->b, &cr, path);
 		if (r)
@@ -675,6 +713,7 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name,
 			pthread_mutex_lock(&fs->lock);
 			if (n->attr.nlink > 0)
 				n->attr.nlink--;
+			n->attr_ns = 0; /* and its ctime */
 			pthread_mutex_unlock(&fs->lock);
 		}
 		node_gone(fs, n);
@@ -709,6 +748,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (!r)
 		r = hfs_path(fs, np, newname, &to);
 	if (!r) {
+		attr_stale(fs, p);
+		attr_stale(fs, np);
 		r = fs->b->ops->rename(fs->b, &cr, from, to, flags);
 		if (r)
 			hfs_count_err(fs, r);
@@ -778,7 +819,7 @@ static uint64_t open_coherency(fuse_req_t req, struct hfs_node *n,
 	n->coh = coh;
 	n->coh_valid = true;
 	n->attr = *a;
-	n->attr_at = hfs_now();
+	n->attr_ns = real_ns();
 	pthread_mutex_unlock(&fs->lock);
 	fi->keep_cache = same;
 	if (kernel_stale && fs->se)
@@ -854,12 +895,13 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	int r = p ? hfs_path(fs, p, name, &path) : -ESTALE;
 	if (r)
 		goto fail;
+	attr_stale(fs, p);
 	r = fs->b->ops->open(fs->b, &cr, path, flags | O_CREAT, mode, &bf, &a);
 	if (r) {
 		hfs_count_err(fs, r);
 		goto fail;
 	}
-	n = hfs_node_link(fs, p, name, &a, 1);
+	n = hfs_node_link(fs, p, name, &a, real_ns(), 1);
 	if (!n) {
 		r = -ENOMEM;
 		goto fail;
@@ -1335,7 +1377,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			continue;
 		}
 		/* readdirplus: each entry is a lookup (nlookup + 1) */
-		struct hfs_node *n = hfs_node_link(fs, dn, de->name, &de->attr, 1);
+		struct hfs_node *n = hfs_node_link(fs, dn, de->name, &de->attr,
+						   de->checked_ns, 1);
 		if (!n)
 			break;
 		struct fuse_entry_param e;
