@@ -503,6 +503,13 @@ static int checkpoint(struct hpage_store *ps)
 	int r;
 	if (ps->njournaled == 0 && ps->jpos == 0)
 		return 0;
+	if (ps->ndirty) {
+		/* I2 would break: a journaled page dirtied again would go home
+		 * with uncommitted changes, without the new pages they may
+		 * point at.  A bug: stop trusting ourselves (I6). */
+		hps_fail(ps, -EUCLEAN);
+		return -EUCLEAN;
+	}
 	waiter_init(&w);
 	for (struct hpage *pg = ps->journaled; pg; pg = pg->jnext) {
 		struct hoard_io *io = &ps->ios[n++];
@@ -648,6 +655,16 @@ int hps_commit_write(struct hpage_store *ps)
 	}
 	mark_journaled(ps);
 	ps->unflushed = 1;
+	/* I5 now, while nothing is dirty (I2): once the caller lets go of
+	 * the store for the second flush, other threads dirty pages again.
+	 * A checkpoint's own flushes cover the records. */
+	if (ps->jpos * 2 > ps->sb.journal_blocks || ps->njournaled > ps->ckpt_limit) {
+		r = checkpoint(ps);
+		if (r < 0)
+			return r;
+		ps->unflushed = 0;
+		return 0;
+	}
 	return 1;
 }
 
@@ -662,7 +679,7 @@ int hps_commit_done(struct hpage_store *ps, int flush_result)
 	if (ps->err)
 		return -EROFS;
 	ps->unflushed = 0; /* (a commit in between may have flushed them already) */
-	return maybe_checkpoint(ps);
+	return 0; /* no checkpoint here: pages may be dirty again (I2) */
 }
 
 int hps_checkpoint(struct hpage_store *ps)

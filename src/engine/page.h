@@ -71,10 +71,12 @@ int hps_commit(struct hpage_store *ps);
  * lock it keeps the store under: it flushes the device itself after the
  * last data write any dirty page points at (I4), then hps_commit_write()
  * writes the journal records (1: records written, flush them; 0: nothing
- * to commit; < 0 failed, sticky), then the caller flushes and hands the
- * result to hps_commit_done().  Meanwhile the pages are journaled; changes
- * go into the next transaction; any hps_commit() flushes the records too
- * (so hps_commit() with nothing dirty still makes them durable). */
+ * to commit, or the journal was due for a checkpoint, which it ran while
+ * no page was dirty (I2) and whose flushes covered the records; < 0
+ * failed, sticky), then the caller flushes and hands the result to
+ * hps_commit_done().  Meanwhile the pages are journaled; changes go into
+ * the next transaction; any hps_commit() flushes the records too (so
+ * hps_commit() with nothing dirty still makes them durable). */
 int hps_commit_write(struct hpage_store *ps);
 /* 1 while something is left for a commit to do (dirty pages, records not
  * yet flushed). */

@@ -455,6 +455,8 @@ void memdev_hold_flushes(struct memdev *md, int on)
 {
 	pthread_mutex_lock(&md->lock);
 	md->hold_flushes = on;
+	if (!on) /* all go: a later hold counts from here */
+		md->flushes_released = md->flushes_held;
 	pthread_cond_broadcast(&md->gate_cond);
 	pthread_mutex_unlock(&md->lock);
 }

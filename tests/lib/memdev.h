@@ -129,7 +129,8 @@ void memdev_pwrite(struct memdev *md, const void *buf, size_t len, uint64_t off)
 void memdev_log_reset(struct memdev *md);
 /* Wait until every submitted request has completed. */
 void memdev_drain(struct memdev *md);
-/* Hold FLUSHes at the completion thread (on = 1) or let them all go (0). */
+/* Hold FLUSHes at the completion thread (on = 1) or let them all go (0;
+ * a later hold then holds the next FLUSH that comes). */
 void memdev_hold_flushes(struct memdev *md, int on);
 /* Let the next @n held FLUSHes go (the gate stays on for later ones). */
 void memdev_release_flushes(struct memdev *md, uint64_t n);

@@ -4,7 +4,10 @@
  * flush gate, which stops its one completion thread: so only work that
  * needs no device I/O can go on), lookups and the present-block index
  * answer, and once it is let go the commit completes and what was written
- * survives a reopen.
+ * survives a reopen.  Pages dirtied while a commit's journal flush is held
+ * are never written home by a checkpoint before they are committed (I2:
+ * the journal's checkpoint runs when the records are written, while
+ * nothing is dirty, not after the unlocked flush).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -136,10 +139,132 @@ static void test_lookups_go_on_during_a_commit_flush(void **state)
 	pthread_cond_destroy(&j.cv);
 }
 
+struct put_job {
+	struct hoard_cache *c;
+	uint64_t id, rid;
+	int r;
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	int done;
+};
+
+static uint8_t big_val[HOARD_META_MAX];
+
+static void *put_main(void *arg)
+{
+	struct put_job *j = arg;
+	int r = hoard_meta_put(j->c, j->id, 7, j->rid, big_val, sizeof(big_val));
+	pthread_mutex_lock(&j->m);
+	j->r = r;
+	j->done = 1;
+	pthread_cond_signal(&j->cv);
+	pthread_mutex_unlock(&j->m);
+	return NULL;
+}
+
+static int put_wait(struct put_job *j, int secs)
+{
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += secs;
+	pthread_mutex_lock(&j->m);
+	int r = 0;
+	while (!j->done && r == 0)
+		r = pthread_cond_timedwait(&j->cv, &j->m, &dl);
+	int done = j->done;
+	pthread_mutex_unlock(&j->m);
+	return done;
+}
+
+static uint64_t held(struct memdev *md)
+{
+	pthread_mutex_lock(&md->lock);
+	uint64_t n = md->flushes_held;
+	pthread_mutex_unlock(&md->lock);
+	return n;
+}
+
+#define PUTS 6   /* big records per round: new leaf pages to journal */
+#define ROUNDS 60
+
+static void test_no_checkpoint_of_pages_dirtied_during_a_commit(void **state)
+{
+	(void)state;
+	struct memdev md;
+	struct hoard_format_opts fo = {.bucket_size = 64 * 1024};
+	assert_int_equal(memdev_format(&md, DEV_SIZE, &fo), 0);
+	/* the smallest memory the engine accepts: few page frames, so the
+	 * journal is due for a checkpoint every few commits */
+	struct hoard_open_opts oo = {.dev_ops = &memdev_ops, .dev_arg = &md, .commit_ms = 5};
+	struct hoard_cache *c = NULL;
+	for (oo.mem_budget = 1u << 20; hoard_open("memdev", &oo, &c) == -EINVAL;
+	     oo.mem_budget += 64u << 10)
+		assert_true(oo.mem_budget < (64u << 20));
+	assert_non_null(c);
+	for (size_t i = 0; i < sizeof(big_val); i++)
+		big_val[i] = (uint8_t)(i * 13 + 1);
+	uint32_t vol;
+	struct hoard_obj_info info;
+	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
+	int r = hoard_obj_acquire(c, vol, "a", 1, "c", 1, &info);
+	assert_true(r == 0 || r == 1);
+	assert_int_equal(hoard_sync(c), 0);
+
+	uint64_t rid = 0, extra_flushes = 0;
+	for (int round = 0; round < ROUNDS; round++) {
+		memdev_hold_flushes(&md, 1);
+		uint64_t h = held(&md);
+		for (int k = 0; k < PUTS; k++)
+			assert_int_equal(hoard_meta_put(c, info.id, 7, rid++, big_val,
+							sizeof(big_val)), 0);
+		/* the group commit: its first flush, then (records written,
+		 * pages journaled) its second, or a checkpoint's */
+		if (memdev_wait_held(&md, h + 1, 30))
+			fail_msg("round %d: no group commit", round);
+		memdev_release_flushes(&md, 1);
+		if (memdev_wait_held(&md, h + 2, 30))
+			fail_msg("round %d: no second flush in the group commit", round);
+		/* dirty the page just journaled while that flush is held; with
+		 * a checkpoint running under the engine lock, the put waits for
+		 * it (the gate is let go below) */
+		struct put_job j = {.c = c, .id = info.id, .rid = rid - 1, .done = 0};
+		pthread_mutex_init(&j.m, NULL);
+		pthread_cond_init(&j.cv, NULL);
+		pthread_t t;
+		assert_int_equal(pthread_create(&t, NULL, put_main, &j), 0);
+		put_wait(&j, 2);
+		memdev_hold_flushes(&md, 0);
+		pthread_join(t, NULL);
+		assert_int_equal(j.r, 0);
+		pthread_mutex_destroy(&j.m);
+		pthread_cond_destroy(&j.cv);
+		assert_int_equal(hoard_sync(c), 0);
+		struct hoard_stats st;
+		assert_int_equal(hoard_stats(c, &st), 0);
+		if (st.read_only)
+			fail_msg("round %d: the store turned read-only (a checkpoint with dirty pages)", round);
+		extra_flushes = md.nflushes - 4 * (uint64_t)(round + 1);
+	}
+	/* checkpoints happened (each adds two flushes): the test met the
+	 * case it is about */
+	assert_true(extra_flushes > 0);
+	assert_int_equal(hoard_close(c), 0);
+	assert_int_equal(hoard_open("memdev", &oo, &c), 0);
+	uint8_t back[HOARD_META_MAX];
+	for (uint64_t i = 0; i < rid; i++) {
+		assert_int_equal(hoard_meta_get(c, info.id, 7, i, back, sizeof(back)),
+				 (int)sizeof(back));
+		assert_memory_equal(back, big_val, sizeof(back));
+	}
+	assert_int_equal(hoard_close(c), 0);
+	memdev_fini(&md);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lookups_go_on_during_a_commit_flush),
+		cmocka_unit_test(test_no_checkpoint_of_pages_dirtied_during_a_commit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
