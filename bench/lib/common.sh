@@ -197,6 +197,20 @@ fio_dev_seq() { # the device ceiling: 1 MiB O_DIRECT reads, 4 in flight, of $WOR
 	fio_run --filename="$WORK/dev/fio.dat" --rw=read --bs=1M --ioengine=io_uring --iodepth=4 \
 		--direct=1 --size="${BIG_MB}M" --time_based --runtime="$RAND_SECS" | cut -d' ' -f1
 }
+# The ceiling for storing what is read: 1 MiB O_DIRECT writes, 16 in flight,
+# into a freshly reserved file of the cache's filesystem (as a new image's
+# blocks are), then fsync, timed together (fio's end_fsync): a cache that
+# commits its index flushes the data first (docs/FORMAT.md, I4), so this is
+# the rate at which it can take in new data for good.
+fio_dev_wsync() {
+	local f=$WORK/dev/fio-w.dat
+	rm -f "$f"
+	fallocate -l "${BIG_MB}M" "$f" 2>>"$LOGD/fio.err" || { echo ""; return; }
+	fio --name=b --output-format=terse --terse-version=3 --filename="$f" --rw=write --bs=1M \
+		--ioengine=io_uring --iodepth=16 --direct=1 --size="${BIG_MB}M" --end_fsync=1 \
+		2>>"$LOGD/fio.err" | awk -F';' 'NR == 1 { printf "%.1f\n", $48 * 1024 / 1e6 }'
+	rm -f "$f"
+}
 fio_rand() { # FILE QD: 4 KiB random reads, O_DIRECT through the mount
 	fio_run --filename="$1" --rw=randread --bs=4k --ioengine=io_uring --iodepth="$2" \
 		--direct=1 --size="${BIG_MB}M" --time_based --runtime="$RAND_SECS" \
