@@ -28,35 +28,40 @@
 #define DEV_SIZE (64ull << 20)
 #define DATA (256u * 1024)
 
-struct lookup_job {
+/* An engine call on a thread of its own, to see whether it waits. */
+struct job {
 	struct hoard_cache *c;
 	uint32_t vol;
-	uint64_t id;
-	int lookup_r;
+	uint64_t id, rid;
+	int lookup_r;            /* or the put's result */
 	int present_r;
 	pthread_mutex_t m;
 	pthread_cond_t cv;
 	int done;
 };
 
-static void *lookup_main(void *arg)
+static void job_finish(struct job *j, int r1, int r2)
 {
-	struct lookup_job *j = arg;
-	struct hoard_obj_info info;
-	struct hoard_range rg[2];
-	int r = hoard_obj_lookup(j->c, j->vol, "a", 1, &info);
-	int n = hoard_present(j->c, j->id, 0, 4096, rg, 2);
 	pthread_mutex_lock(&j->m);
-	j->lookup_r = r;
-	j->present_r = n;
+	j->lookup_r = r1;
+	j->present_r = r2;
 	j->done = 1;
 	pthread_cond_signal(&j->cv);
 	pthread_mutex_unlock(&j->m);
+}
+
+static void *lookup_main(void *arg)
+{
+	struct job *j = arg;
+	struct hoard_obj_info info;
+	struct hoard_range rg[2];
+	int r = hoard_obj_lookup(j->c, j->vol, "a", 1, &info);
+	job_finish(j, r, hoard_present(j->c, j->id, 0, 4096, rg, 2));
 	return NULL;
 }
 
 /* Wait up to @secs for the job; 1 if it finished. */
-static int job_wait(struct lookup_job *j, int secs)
+static int job_wait(struct job *j, int secs)
 {
 	struct timespec dl;
 	clock_gettime(CLOCK_REALTIME, &dl);
@@ -83,7 +88,7 @@ static void test_lookups_go_on_during_a_commit_flush(void **state)
 	static uint8_t data[DATA] __attribute__((aligned(4096)));
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (uint8_t)(i * 7 + 3);
-	struct lookup_job j = {.c = c, .done = 0};
+	struct job j = {.c = c, .done = 0};
 	pthread_mutex_init(&j.m, NULL);
 	pthread_cond_init(&j.cv, NULL);
 	struct hoard_obj_info info;
@@ -139,41 +144,13 @@ static void test_lookups_go_on_during_a_commit_flush(void **state)
 	pthread_cond_destroy(&j.cv);
 }
 
-struct put_job {
-	struct hoard_cache *c;
-	uint64_t id, rid;
-	int r;
-	pthread_mutex_t m;
-	pthread_cond_t cv;
-	int done;
-};
-
 static uint8_t big_val[HOARD_META_MAX];
 
 static void *put_main(void *arg)
 {
-	struct put_job *j = arg;
-	int r = hoard_meta_put(j->c, j->id, 7, j->rid, big_val, sizeof(big_val));
-	pthread_mutex_lock(&j->m);
-	j->r = r;
-	j->done = 1;
-	pthread_cond_signal(&j->cv);
-	pthread_mutex_unlock(&j->m);
+	struct job *j = arg;
+	job_finish(j, hoard_meta_put(j->c, j->id, 7, j->rid, big_val, sizeof(big_val)), 0);
 	return NULL;
-}
-
-static int put_wait(struct put_job *j, int secs)
-{
-	struct timespec dl;
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += secs;
-	pthread_mutex_lock(&j->m);
-	int r = 0;
-	while (!j->done && r == 0)
-		r = pthread_cond_timedwait(&j->cv, &j->m, &dl);
-	int done = j->done;
-	pthread_mutex_unlock(&j->m);
-	return done;
 }
 
 static uint64_t held(struct memdev *md)
@@ -227,15 +204,15 @@ static void test_no_checkpoint_of_pages_dirtied_during_a_commit(void **state)
 		/* dirty the page just journaled while that flush is held; with
 		 * a checkpoint running under the engine lock, the put waits for
 		 * it (the gate is let go below) */
-		struct put_job j = {.c = c, .id = info.id, .rid = rid - 1, .done = 0};
+		struct job j = {.c = c, .id = info.id, .rid = rid - 1, .done = 0};
 		pthread_mutex_init(&j.m, NULL);
 		pthread_cond_init(&j.cv, NULL);
 		pthread_t t;
 		assert_int_equal(pthread_create(&t, NULL, put_main, &j), 0);
-		put_wait(&j, 2);
+		job_wait(&j, 2);
 		memdev_hold_flushes(&md, 0);
 		pthread_join(t, NULL);
-		assert_int_equal(j.r, 0);
+		assert_int_equal(j.lookup_r, 0);
 		pthread_mutex_destroy(&j.m);
 		pthread_cond_destroy(&j.cv);
 		assert_int_equal(hoard_sync(c), 0);
