@@ -657,13 +657,18 @@ int hps_commit_write(struct hpage_store *ps)
 	ps->unflushed = 1;
 	/* I5 now, while nothing is dirty (I2): once the caller lets go of
 	 * the store for the second flush, other threads dirty pages again.
-	 * A checkpoint's own flushes cover the records. */
+	 * The records are flushed first, here: a page must not go home
+	 * before the records of its transaction are durable (I1), or a crash
+	 * could keep the one without the other. */
 	if (ps->jpos * 2 > ps->sb.journal_blocks || ps->njournaled > ps->ckpt_limit) {
-		r = checkpoint(ps);
-		if (r < 0)
+		r = hps_io(ps, HOARD_IO_FLUSH, NULL, 0, 0);
+		if (r < 0) {
+			hps_fail(ps, r);
 			return r;
+		}
 		ps->unflushed = 0;
-		return 0;
+		r = checkpoint(ps);
+		return r < 0 ? r : 0;
 	}
 	return 1;
 }
