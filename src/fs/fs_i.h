@@ -96,6 +96,9 @@ struct hfs_node {
 				      (hfs_evict; counted in evict_pending) */
 	bool referenced;           /* [L] looked up since the evictor's clock
 				      hand last passed (hfs_evict_pick) */
+	uint32_t agen;             /* [L] bumped when we change the file
+				      (attr_stale): a GETATTR sent before
+				      that does not make attr fresh */
 };
 _Static_assert(sizeof(struct hfs_node) <= 256, "a node grows the daemon by 100 MB per 400k files");
 _Static_assert(sizeof(struct hfs_name) == 32, "name header");
@@ -240,8 +243,18 @@ struct hfs_node *hfs_name_move(struct hfs *fs, uint64_t parent,
 /* Malloc'd "/a/b[/name]" for the node, -ESTALE if it has no name. */
 int hfs_path(struct hfs *fs, struct hfs_node *n, const char *name,
 	     char **pathp);
+/* We are changing @n on the server (or its entries): its attributes are
+ * not the server's any more, nor is the answer to a GETATTR under way.
+ * Under fs->lock. */
+static inline void hfs_attr_stale_locked(struct hfs_node *n)
+{
+	n->attr_ns = 0;
+	n->agen++;
+}
+/* The server's answer to a GETATTR sent at @attr_ns (real time) when
+ * n->agen was @agen: fresh unless we changed the file since. */
 void hfs_node_set_attr(struct hfs *fs, struct hfs_node *n,
-		       const struct hb_attr *a, uint64_t attr_ns);
+		       const struct hb_attr *a, uint64_t attr_ns, uint32_t agen);
 /* The lock that orders writes to the server and their copies into the
  * cache for @n (hfs_op_write); shared with other nodes (HFS_WLOCKS). */
 pthread_mutex_t *hfs_node_wlock(struct hfs *fs, const struct hfs_node *n);

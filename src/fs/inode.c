@@ -395,9 +395,9 @@ struct hfs_node *hfs_name_move(struct hfs *fs, uint64_t parent,
 		name_add(fs, np, a, newname);
 	/* the server changed their ctime: ask for it again */
 	if (a)
-		a->attr_ns = 0;
+		hfs_attr_stale_locked(a);
 	if (b)
-		b->attr_ns = 0;
+		hfs_attr_stale_locked(b);
 	if (exchange && b && op)
 		name_add(fs, op, b, name);
 	if (a) {
@@ -452,11 +452,11 @@ int hfs_path(struct hfs *fs, struct hfs_node *n, const char *name,
 }
 
 void hfs_node_set_attr(struct hfs *fs, struct hfs_node *n,
-		       const struct hb_attr *a, uint64_t attr_ns)
+		       const struct hb_attr *a, uint64_t attr_ns, uint32_t agen)
 {
 	pthread_mutex_lock(&fs->lock);
 	n->attr = *a;
-	n->attr_ns = attr_ns;
+	n->attr_ns = n->agen == agen ? attr_ns : 0;
 	pthread_mutex_unlock(&fs->lock);
 }
 

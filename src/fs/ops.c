@@ -318,7 +318,7 @@ static void attr_stale(struct hfs *fs, struct hfs_node *n)
 	if (!n)
 		return;
 	pthread_mutex_lock(&fs->lock);
-	n->attr_ns = 0;
+	hfs_attr_stale_locked(n);
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -416,6 +416,9 @@ static int node_getattr(fuse_req_t req, struct hfs_node *n, struct hb_attr *a)
 		}
 		atomic_fetch_add_explicit(&fs->st.getattrs, 1,
 					  memory_order_relaxed);
+		pthread_mutex_lock(&fs->lock);
+		uint32_t agen = n->agen;
+		pthread_mutex_unlock(&fs->lock);
 		uint64_t at = real_ns();
 		r = fs->b->ops->getattr(fs->b, &cr, path, a);
 		free(path);
@@ -440,7 +443,7 @@ static int node_getattr(fuse_req_t req, struct hfs_node *n, struct hb_attr *a)
 			hfs_count_err(fs, r);
 			return r;
 		}
-		hfs_node_set_attr(fs, n, a, at);
+		hfs_node_set_attr(fs, n, a, at, agen);
 		return 0;
 	}
 	return -ESTALE;
@@ -713,7 +716,7 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name,
 			pthread_mutex_lock(&fs->lock);
 			if (n->attr.nlink > 0)
 				n->attr.nlink--;
-			n->attr_ns = 0; /* and its ctime */
+			hfs_attr_stale_locked(n); /* and its ctime */
 			pthread_mutex_unlock(&fs->lock);
 		}
 		node_gone(fs, n);
