@@ -7,7 +7,10 @@
  * survives a reopen.  Pages dirtied while a commit's journal flush is held
  * are never written home by a checkpoint before they are committed (I2:
  * the journal's checkpoint runs when the records are written, while
- * nothing is dirty, not after the unlocked flush).
+ * nothing is dirty, not after the unlocked flush).  A failure of the
+ * commit's journal flush, which the worker meets without the engine lock,
+ * still makes the cache read-only for good, and what was synced before it
+ * is intact after a reopen.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -237,11 +240,77 @@ static void test_no_checkpoint_of_pages_dirtied_during_a_commit(void **state)
 	memdev_fini(&md);
 }
 
+static void test_failed_journal_flush_is_sticky(void **state)
+{
+	(void)state;
+	struct memdev md;
+	struct hoard_format_opts fo = {.bucket_size = 64 * 1024};
+	assert_int_equal(memdev_format(&md, DEV_SIZE, &fo), 0);
+	struct hoard_open_opts oo = {.dev_ops = &memdev_ops, .dev_arg = &md, .commit_ms = 20};
+	struct hoard_cache *c = NULL;
+	assert_int_equal(hoard_open("memdev", &oo, &c), 0);
+	static uint8_t a[DATA] __attribute__((aligned(4096)));
+	static uint8_t b[DATA] __attribute__((aligned(4096)));
+	static uint8_t back[DATA] __attribute__((aligned(4096)));
+	memset(a, 'a', sizeof(a));
+	memset(b, 'b', sizeof(b));
+	uint32_t vol;
+	struct hoard_obj_info info;
+	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
+	int r = hoard_obj_acquire(c, vol, "a", 1, "c", 1, &info);
+	assert_true(r == 0 || r == 1);
+	assert_int_equal(hoard_pwrite(c, info.id, a, sizeof(a), 0), (int64_t)sizeof(a));
+	assert_int_equal(hoard_sync(c), 0);
+
+	/* the next group commit: its first flush is held; the one after it
+	 * (the journal's, run by the worker without the engine lock) fails */
+	memdev_hold_flushes(&md, 1);
+	uint64_t h = held(&md);
+	assert_int_equal(hoard_pwrite(c, info.id, b, sizeof(b), sizeof(a)), (int64_t)sizeof(b));
+	assert_int_equal(memdev_wait_held(&md, h + 1, 30), 0);
+	pthread_mutex_lock(&md.lock);
+	md.fail_flush_nth = md.nflushes + 1;
+	pthread_mutex_unlock(&md.lock);
+	memdev_release_flushes(&md, 1);
+	assert_int_equal(memdev_wait_held(&md, h + 2, 30), 0);
+	memdev_hold_flushes(&md, 0);
+	/* the worker hands the failure to the store once the flush returns:
+	 * bounded wait for the sticky state */
+	struct hoard_stats st = {0};
+	for (int i = 0; i < 2000 && !st.read_only; i++) {
+		assert_int_equal(hoard_stats(c, &st), 0);
+		if (!st.read_only) {
+			struct timespec ts = {0, 5000000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (!st.read_only)
+		fail_msg("a failed journal flush left the cache writable");
+	assert_int_equal(md.faults, 1);
+	assert_int_equal(hoard_pwrite(c, info.id, a, 4096, 0), -EROFS);
+	assert_int_equal(hoard_sync(c), -EROFS);
+	hoard_close(c); /* may report the sticky error */
+
+	/* reopened: what was synced is there; the failed commit's data is
+	 * either there whole or absent, never anything else */
+	md.fail_flush_nth = 0;
+	assert_int_equal(hoard_open("memdev", &oo, &c), 0);
+	assert_int_equal(hoard_read_sync(c, info.id, 0, sizeof(back), back), (int64_t)sizeof(back));
+	assert_memory_equal(back, a, sizeof(a));
+	int64_t n = hoard_read_sync(c, info.id, sizeof(a), sizeof(back), back);
+	assert_true(n == 0 || n == (int64_t)sizeof(b));
+	if (n)
+		assert_memory_equal(back, b, sizeof(b));
+	assert_int_equal(hoard_close(c), 0);
+	memdev_fini(&md);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lookups_go_on_during_a_commit_flush),
 		cmocka_unit_test(test_no_checkpoint_of_pages_dirtied_during_a_commit),
+		cmocka_unit_test(test_failed_journal_flush_is_sticky),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
