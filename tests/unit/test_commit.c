@@ -78,27 +78,46 @@ static int job_wait(struct job *j, int secs)
 	return done;
 }
 
+/* A fresh cache on @md with a group commit every @commit_ms (and, with
+ * @min_mem, the smallest memory budget the engine accepts), a volume and
+ * an object "a" in it. */
+static struct hoard_cache *setup(struct memdev *md, struct hoard_open_opts *oo,
+				 uint32_t commit_ms, int min_mem, uint32_t *vol,
+				 struct hoard_obj_info *info)
+{
+	struct hoard_format_opts fo = {.bucket_size = 64 * 1024};
+	assert_int_equal(memdev_format(md, DEV_SIZE, &fo), 0);
+	*oo = (struct hoard_open_opts){.dev_ops = &memdev_ops, .dev_arg = md,
+				       .commit_ms = commit_ms};
+	struct hoard_cache *c = NULL;
+	if (min_mem)
+		for (oo->mem_budget = 1u << 20; hoard_open("memdev", oo, &c) == -EINVAL;
+		     oo->mem_budget += 64u << 10)
+			assert_true(oo->mem_budget < (64u << 20));
+	else
+		assert_int_equal(hoard_open("memdev", oo, &c), 0);
+	assert_non_null(c);
+	assert_int_equal(hoard_vol_open(c, "v", 1, 1, vol), 0);
+	int r = hoard_obj_acquire(c, *vol, "a", 1, "c", 1, info);
+	assert_true(r == 0 || r == 1);
+	return c;
+}
+
 static void test_lookups_go_on_during_a_commit_flush(void **state)
 {
 	(void)state;
 	struct memdev md;
-	struct hoard_format_opts fo = {.bucket_size = 64 * 1024};
-	assert_int_equal(memdev_format(&md, DEV_SIZE, &fo), 0);
-	struct hoard_open_opts oo = {.dev_ops = &memdev_ops, .dev_arg = &md, .commit_ms = 20};
-	struct hoard_cache *c = NULL;
-	assert_int_equal(hoard_open("memdev", &oo, &c), 0);
-
+	struct hoard_open_opts oo;
+	struct hoard_obj_info info;
+	struct job j = {.done = 0};
+	struct hoard_cache *c = setup(&md, &oo, 20, 0, &j.vol, &info);
+	j.c = c;
+	j.id = info.id;
+	pthread_mutex_init(&j.m, NULL);
+	pthread_cond_init(&j.cv, NULL);
 	static uint8_t data[DATA] __attribute__((aligned(4096)));
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (uint8_t)(i * 7 + 3);
-	struct job j = {.c = c, .done = 0};
-	pthread_mutex_init(&j.m, NULL);
-	pthread_cond_init(&j.cv, NULL);
-	struct hoard_obj_info info;
-	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &j.vol), 0);
-	int r = hoard_obj_acquire(c, j.vol, "a", 1, "c", 1, &info);
-	assert_true(r == 0 || r == 1);
-	j.id = info.id;
 	assert_int_equal(hoard_pwrite(c, j.id, data, 4096, 0), 4096);
 	assert_int_equal(hoard_sync(c), 0);
 
@@ -171,23 +190,14 @@ static void test_no_checkpoint_of_pages_dirtied_during_a_commit(void **state)
 {
 	(void)state;
 	struct memdev md;
-	struct hoard_format_opts fo = {.bucket_size = 64 * 1024};
-	assert_int_equal(memdev_format(&md, DEV_SIZE, &fo), 0);
-	/* the smallest memory the engine accepts: few page frames, so the
-	 * journal is due for a checkpoint every few commits */
-	struct hoard_open_opts oo = {.dev_ops = &memdev_ops, .dev_arg = &md, .commit_ms = 5};
-	struct hoard_cache *c = NULL;
-	for (oo.mem_budget = 1u << 20; hoard_open("memdev", &oo, &c) == -EINVAL;
-	     oo.mem_budget += 64u << 10)
-		assert_true(oo.mem_budget < (64u << 20));
-	assert_non_null(c);
-	for (size_t i = 0; i < sizeof(big_val); i++)
-		big_val[i] = (uint8_t)(i * 13 + 1);
+	struct hoard_open_opts oo;
 	uint32_t vol;
 	struct hoard_obj_info info;
-	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
-	int r = hoard_obj_acquire(c, vol, "a", 1, "c", 1, &info);
-	assert_true(r == 0 || r == 1);
+	/* the smallest memory the engine accepts: few page frames, so the
+	 * journal is due for a checkpoint every few commits */
+	struct hoard_cache *c = setup(&md, &oo, 5, 1, &vol, &info);
+	for (size_t i = 0; i < sizeof(big_val); i++)
+		big_val[i] = (uint8_t)(i * 13 + 1);
 	assert_int_equal(hoard_sync(c), 0);
 
 	uint64_t rid = 0, extra_flushes = 0;
@@ -244,21 +254,15 @@ static void test_failed_journal_flush_is_sticky(void **state)
 {
 	(void)state;
 	struct memdev md;
-	struct hoard_format_opts fo = {.bucket_size = 64 * 1024};
-	assert_int_equal(memdev_format(&md, DEV_SIZE, &fo), 0);
-	struct hoard_open_opts oo = {.dev_ops = &memdev_ops, .dev_arg = &md, .commit_ms = 20};
-	struct hoard_cache *c = NULL;
-	assert_int_equal(hoard_open("memdev", &oo, &c), 0);
+	struct hoard_open_opts oo;
+	uint32_t vol;
+	struct hoard_obj_info info;
+	struct hoard_cache *c = setup(&md, &oo, 20, 0, &vol, &info);
 	static uint8_t a[DATA] __attribute__((aligned(4096)));
 	static uint8_t b[DATA] __attribute__((aligned(4096)));
 	static uint8_t back[DATA] __attribute__((aligned(4096)));
 	memset(a, 'a', sizeof(a));
 	memset(b, 'b', sizeof(b));
-	uint32_t vol;
-	struct hoard_obj_info info;
-	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
-	int r = hoard_obj_acquire(c, vol, "a", 1, "c", 1, &info);
-	assert_true(r == 0 || r == 1);
 	assert_int_equal(hoard_pwrite(c, info.id, a, sizeof(a), 0), (int64_t)sizeof(a));
 	assert_int_equal(hoard_sync(c), 0);
 
