@@ -86,8 +86,9 @@ struct hfs_node {
 	struct hfs_name *names;    /* [L] */
 	struct hb_attr attr;       /* [L] last attributes from the server */
 	uint64_t attr_ns;          /* [L] real-time ns at which the server gave
-				      attr (before the call that fetched it);
-				      0: changed since, ask again (op_getattr) */
+				      attr (before the call that fetched it),
+				      or HFS_ATTR_STALE | when we changed the
+				      file (hfs_attr_*: ask again) */
 	uint64_t obj;              /* [L] engine object id, 0 = unknown */
 	struct hfs_coh coh;        /* [L] coherency at the last open/own change */
 	atomic_uint_fast64_t wseq; /* bumped around every write/truncate (I4) */
@@ -96,9 +97,6 @@ struct hfs_node {
 				      (hfs_evict; counted in evict_pending) */
 	bool referenced;           /* [L] looked up since the evictor's clock
 				      hand last passed (hfs_evict_pick) */
-	uint32_t agen;             /* [L] bumped when we change the file
-				      (attr_stale): a GETATTR sent before
-				      that does not make attr fresh */
 };
 _Static_assert(sizeof(struct hfs_node) <= 256, "a node grows the daemon by 100 MB per 400k files");
 _Static_assert(sizeof(struct hfs_name) == 32, "name header");
@@ -243,18 +241,31 @@ struct hfs_node *hfs_name_move(struct hfs *fs, uint64_t parent,
 /* Malloc'd "/a/b[/name]" for the node, -ESTALE if it has no name. */
 int hfs_path(struct hfs *fs, struct hfs_node *n, const char *name,
 	     char **pathp);
-/* We are changing @n on the server (or its entries): its attributes are
- * not the server's any more, nor is the answer to a GETATTR under way.
- * Under fs->lock. */
-static inline void hfs_attr_stale_locked(struct hfs_node *n)
+/* A node's attributes and their time (attr_ns), under fs->lock.  The
+ * newest win: attributes the server gave at @at replace the node's only
+ * if they are no older than those, and no older than our last change to
+ * the file, which marks the node stale with its time (so that an answer
+ * from before the change, a GETATTR under way or a listing read before,
+ * is never taken for the server's word after it: NFS clients keep a
+ * generation count for the same reason).  Returns whether they were
+ * taken. */
+#define HFS_ATTR_STALE (1ull << 63)
+static inline void hfs_attr_stale_locked(struct hfs_node *n, uint64_t now)
 {
-	n->attr_ns = 0;
-	n->agen++;
+	n->attr_ns = HFS_ATTR_STALE | now;
 }
-/* The server's answer to a GETATTR sent at @attr_ns (real time) when
- * n->agen was @agen: fresh unless we changed the file since. */
+static inline bool hfs_attr_take_locked(struct hfs_node *n,
+					const struct hb_attr *a, uint64_t at)
+{
+	if (at < (n->attr_ns & ~HFS_ATTR_STALE))
+		return false;
+	n->attr = *a;
+	n->attr_ns = at;
+	return true;
+}
+/* The server's answer to a GETATTR sent at @attr_ns (real time). */
 void hfs_node_set_attr(struct hfs *fs, struct hfs_node *n,
-		       const struct hb_attr *a, uint64_t attr_ns, uint32_t agen);
+		       const struct hb_attr *a, uint64_t attr_ns);
 /* The lock that orders writes to the server and their copies into the
  * cache for @n (hfs_op_write); shared with other nodes (HFS_WLOCKS). */
 pthread_mutex_t *hfs_node_wlock(struct hfs *fs, const struct hfs_node *n);
@@ -291,6 +302,7 @@ void hfs_evict_undo(struct hfs *fs, uint64_t ino);
 /* ops.c helpers used by io.c */
 double hfs_now(void);
 uint64_t hfs_now_us(void);
+uint64_t hfs_real_ns(void);        /* CLOCK_REALTIME, ns */
 void hfs_coh_from_attr(struct hfs_coh *c, const struct hb_attr *a);
 void hfs_own_change(struct hfs *fs, struct hfs_node *n,
 		    const struct hb_attr *a);

@@ -316,8 +316,7 @@ struct hfs_node *hfs_node_link(struct hfs *fs, struct hfs_node *parent,
 			return NULL;
 		}
 	} else {
-		n->attr = *attr;
-		n->attr_ns = attr_ns;
+		hfs_attr_take_locked(n, attr, attr_ns);
 		n->referenced = true;
 	}
 	n->nlookup += nlookup;
@@ -394,10 +393,11 @@ struct hfs_node *hfs_name_move(struct hfs *fs, uint64_t parent,
 	if (a && np)
 		name_add(fs, np, a, newname);
 	/* the server changed their ctime: ask for it again */
+	uint64_t now = hfs_real_ns();
 	if (a)
-		hfs_attr_stale_locked(a);
+		hfs_attr_stale_locked(a, now);
 	if (b)
-		hfs_attr_stale_locked(b);
+		hfs_attr_stale_locked(b, now);
 	if (exchange && b && op)
 		name_add(fs, op, b, name);
 	if (a) {
@@ -452,11 +452,10 @@ int hfs_path(struct hfs *fs, struct hfs_node *n, const char *name,
 }
 
 void hfs_node_set_attr(struct hfs *fs, struct hfs_node *n,
-		       const struct hb_attr *a, uint64_t attr_ns, uint32_t agen)
+		       const struct hb_attr *a, uint64_t attr_ns)
 {
 	pthread_mutex_lock(&fs->lock);
-	n->attr = *a;
-	n->attr_ns = n->agen == agen ? attr_ns : 0;
+	hfs_attr_take_locked(n, a, attr_ns);
 	pthread_mutex_unlock(&fs->lock);
 }
 

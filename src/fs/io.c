@@ -662,7 +662,7 @@ void hfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	uint64_t obj = n->obj;
 	if ((uint64_t)off + (uint64_t)r > n->attr.size)
 		n->attr.size = (uint64_t)off + (uint64_t)r;
-	hfs_attr_stale_locked(n); /* mtime: fh_settle asks at close */
+	hfs_attr_stale_locked(n, hfs_real_ns()); /* mtime: fh_settle asks */
 	uint64_t fsize = n->attr.size;
 	pthread_mutex_unlock(&fs->lock);
 	if (obj && r > 0)

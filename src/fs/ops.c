@@ -80,6 +80,11 @@ static uint64_t real_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t hfs_real_ns(void)
+{
+	return real_ns();
+}
+
 /* How long attributes fetched at @at_ns may be used: NFS's adaptive rule,
  * a file unchanged for long is cached longer (a tenth of its age), within
  * [acregmin, acregmax] or [acdirmin, acdirmax]. */
@@ -269,7 +274,7 @@ void hfs_own_change(struct hfs *fs, struct hfs_node *n, const struct hb_attr *a)
 	hfs_coh_from_attr(&coh, a);
 	pthread_mutex_lock(&fs->lock);
 	uint64_t obj = n->obj;
-	n->attr = *a;
+	n->attr = *a; /* the server's answer to our own change: the newest */
 	n->attr_ns = real_ns();
 	n->coh = coh;
 	n->coh_valid = true;
@@ -318,7 +323,7 @@ static void attr_stale(struct hfs *fs, struct hfs_node *n)
 	if (!n)
 		return;
 	pthread_mutex_lock(&fs->lock);
-	hfs_attr_stale_locked(n);
+	hfs_attr_stale_locked(n, real_ns());
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -416,9 +421,6 @@ static int node_getattr(fuse_req_t req, struct hfs_node *n, struct hb_attr *a)
 		}
 		atomic_fetch_add_explicit(&fs->st.getattrs, 1,
 					  memory_order_relaxed);
-		pthread_mutex_lock(&fs->lock);
-		uint32_t agen = n->agen;
-		pthread_mutex_unlock(&fs->lock);
 		uint64_t at = real_ns();
 		r = fs->b->ops->getattr(fs->b, &cr, path, a);
 		free(path);
@@ -443,7 +445,7 @@ static int node_getattr(fuse_req_t req, struct hfs_node *n, struct hb_attr *a)
 			hfs_count_err(fs, r);
 			return r;
 		}
-		hfs_node_set_attr(fs, n, a, at, agen);
+		hfs_node_set_attr(fs, n, a, at);
 		return 0;
 	}
 	return -ESTALE;
@@ -468,7 +470,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	 * ago, with nothing changed by us since, are what an NFS client
 	 * would answer from its attribute cache: no round trip. */
 	pthread_mutex_lock(&fs->lock);
-	double left = n->attr_ns && !n->writers ?
+	double left = n->attr_ns && !(n->attr_ns & HFS_ATTR_STALE) && !n->writers ?
 		      ac_left(fs, &n->attr, n->attr_ns, real_ns()) : 0;
 	if (left > 0)
 		a = n->attr;
@@ -716,7 +718,7 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name,
 			pthread_mutex_lock(&fs->lock);
 			if (n->attr.nlink > 0)
 				n->attr.nlink--;
-			hfs_attr_stale_locked(n); /* and its ctime */
+			hfs_attr_stale_locked(n, real_ns()); /* and its ctime */
 			pthread_mutex_unlock(&fs->lock);
 		}
 		node_gone(fs, n);
@@ -1384,9 +1386,20 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 						   de->checked_ns, 1);
 		if (!n)
 			break;
+		/* the node's attributes if newer than the listing's (a change
+		 * of ours since it was read); none for the kernel to keep if
+		 * we changed the file and have not asked since */
+		pthread_mutex_lock(&fs->lock);
+		struct hb_attr na = n->attr;
+		uint64_t nat = n->attr_ns;
+		pthread_mutex_unlock(&fs->lock);
 		struct fuse_entry_param e;
-		fill_entry(n, &de->attr, ac_left(fs, &de->attr, de->checked_ns, now),
-			   &e);
+		if (nat & HFS_ATTR_STALE) {
+			fill_entry(n, &na, ac_left(fs, &na, de->checked_ns, now), &e);
+			e.attr_timeout = 0;
+		} else {
+			fill_entry(n, &na, ac_left(fs, &na, nat, now), &e);
+		}
 		need = fuse_add_direntry_plus(req, buf + pos, size - pos,
 					      de->name, &e, i + 1);
 		if (need > size - pos) {

@@ -6,8 +6,9 @@
 # server; with noac every one asks.  Anything we change ourselves is asked
 # again: the mode after chmod, a directory's mtime after a create, rename
 # or remove in it, the link count after a link is removed, the size and
-# mtime after an append.  A change made on the server is seen at the next
-# open (close-to-open), also through stat.
+# mtime after an append; a listing read before such a change does not
+# bring the old attributes back.  A change made on the server is seen at
+# the next open (close-to-open), also through stat.
 . "$(dirname "$0")/mount_common.bash"
 
 mkdir -p "$SRC/d"
@@ -48,6 +49,24 @@ expect_eq "ctime of l1 after removing l2" "$(stat -c %z "$SRC/d/l1")" "$(mstat %
 echo more >>"$MNT/d/b"
 expect_eq "size after an append" "$(stat -c %s "$SRC/d/b")" "$(mstat %s d/b)"
 expect_eq "mtime after an append" "$(stat -c %y "$SRC/d/b")" "$(mstat %y d/b)"
+
+note "a listing read before our change does not bring back the old attributes"
+echo e >"$SRC/d/e"
+touch -d '1 day ago' "$SRC/d/e"
+ls -l "$MNT/d" >/dev/null
+python3 - "$MNT/d" <<'PY' || fail "readdirplus from a handle opened before a chmod"
+import os, sys
+d = sys.argv[1]
+fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)   # the listing, as it is now
+os.chmod(os.path.join(d, "e"), 0o604)           # our change
+names = [e.name for e in os.scandir(fd)]        # readdirplus from that handle
+os.close(fd)
+assert "e" in names, names
+mode = os.stat(os.path.join(d, "e")).st_mode & 0o777
+if mode != 0o604:
+    sys.exit("mode after the listing: %o, expected 604" % mode)
+PY
+expect_eq "mode with the cache forced" 604 "$(mstat %a d/e)"
 
 note "a change on the server is seen at the next open"
 chmod 640 "$SRC/d/c"
