@@ -600,12 +600,16 @@ static void mark_journaled(struct hpage_store *ps)
 	ps->ndirty = 0;
 }
 
-/* I5: leave room for the next transaction */
+/* I5: the journal is due for a checkpoint, to leave room for the next
+ * transaction */
+static int checkpoint_due(const struct hpage_store *ps)
+{
+	return ps->jpos * 2 > ps->sb.journal_blocks || ps->njournaled > ps->ckpt_limit;
+}
+
 static int maybe_checkpoint(struct hpage_store *ps)
 {
-	if (ps->jpos * 2 > ps->sb.journal_blocks || ps->njournaled > ps->ckpt_limit)
-		return checkpoint(ps);
-	return 0;
+	return checkpoint_due(ps) ? checkpoint(ps) : 0;
 }
 
 int hps_commit(struct hpage_store *ps)
@@ -660,7 +664,7 @@ int hps_commit_write(struct hpage_store *ps)
 	 * The records are flushed first, here: a page must not go home
 	 * before the records of its transaction are durable (I1), or a crash
 	 * could keep the one without the other. */
-	if (ps->jpos * 2 > ps->sb.journal_blocks || ps->njournaled > ps->ckpt_limit) {
+	if (checkpoint_due(ps)) {
 		r = hps_io(ps, HOARD_IO_FLUSH, NULL, 0, 0);
 		if (r < 0) {
 			hps_fail(ps, r);

@@ -81,8 +81,8 @@ void hfs_destroy(struct hfs *fs);
 
 const struct hfs_stats *hfs_get_stats(struct hfs *fs);
 struct hoard_cache *hfs_cache(struct hfs *fs);
-/* How many nodes (files the kernel holds) and names the table has. */
-/* Nodes and names in the table now, and the most nodes there have been. */
+/* Nodes (files the kernel holds) and names in the table now, and the most
+ * nodes there have been. */
 void hfs_node_counts(struct hfs *fs, uint64_t *nodes, uint64_t *names,
 		     uint64_t *peak);
 /* Percentile @p (0..100) of read latency in microseconds. */

@@ -247,21 +247,19 @@ int hfs_path(struct hfs *fs, struct hfs_node *n, const char *name,
  * the file, which marks the node stale with its time (so that an answer
  * from before the change, a GETATTR under way or a listing read before,
  * is never taken for the server's word after it: NFS clients keep a
- * generation count for the same reason).  Returns whether they were
- * taken. */
+ * generation count for the same reason). */
 #define HFS_ATTR_STALE (1ull << 63)
 static inline void hfs_attr_stale_locked(struct hfs_node *n, uint64_t now)
 {
 	n->attr_ns = HFS_ATTR_STALE | now;
 }
-static inline bool hfs_attr_take_locked(struct hfs_node *n,
+static inline void hfs_attr_take_locked(struct hfs_node *n,
 					const struct hb_attr *a, uint64_t at)
 {
 	if (at < (n->attr_ns & ~HFS_ATTR_STALE))
-		return false;
+		return;
 	n->attr = *a;
 	n->attr_ns = at;
-	return true;
 }
 /* The server's answer to a GETATTR sent at @attr_ns (real time). */
 void hfs_node_set_attr(struct hfs *fs, struct hfs_node *n,

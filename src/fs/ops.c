@@ -73,16 +73,11 @@ static void cache_err(struct hfs *fs, int err)
 
 /* Wall-clock nanoseconds: when the server vouched for attributes that are
  * kept across remounts (monotonic time does not survive a reboot). */
-static uint64_t real_ns(void)
+uint64_t hfs_real_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t hfs_real_ns(void)
-{
-	return real_ns();
 }
 
 /* How long attributes fetched at @at_ns may be used: NFS's adaptive rule,
@@ -111,7 +106,7 @@ static double ac_timeout_at(const struct hfs *fs, const struct hb_attr *a,
 
 static double ac_timeout(const struct hfs *fs, const struct hb_attr *a)
 {
-	return ac_timeout_at(fs, a, real_ns());
+	return ac_timeout_at(fs, a, hfs_real_ns());
 }
 
 /* Seconds that attributes the server gave at @at_ns remain usable at
@@ -275,7 +270,7 @@ void hfs_own_change(struct hfs *fs, struct hfs_node *n, const struct hb_attr *a)
 	pthread_mutex_lock(&fs->lock);
 	uint64_t obj = n->obj;
 	n->attr = *a; /* the server's answer to our own change: the newest */
-	n->attr_ns = real_ns();
+	n->attr_ns = hfs_real_ns();
 	n->coh = coh;
 	n->coh_valid = true;
 	pthread_mutex_unlock(&fs->lock);
@@ -323,7 +318,7 @@ static void attr_stale(struct hfs *fs, struct hfs_node *n)
 	if (!n)
 		return;
 	pthread_mutex_lock(&fs->lock);
-	hfs_attr_stale_locked(n, real_ns());
+	hfs_attr_stale_locked(n, hfs_real_ns());
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -338,7 +333,7 @@ static int do_lookup(fuse_req_t req, struct hfs_node *p, const char *name,
 	if (r)
 		return r;
 	atomic_fetch_add_explicit(&fs->st.lookups, 1, memory_order_relaxed);
-	uint64_t at = real_ns();
+	uint64_t at = hfs_real_ns();
 	r = fs->b->ops->getattr(fs->b, &cr, path, &a);
 	free(path);
 	if (r == -ENOENT || r == -ESTALE) {
@@ -421,7 +416,7 @@ static int node_getattr(fuse_req_t req, struct hfs_node *n, struct hb_attr *a)
 		}
 		atomic_fetch_add_explicit(&fs->st.getattrs, 1,
 					  memory_order_relaxed);
-		uint64_t at = real_ns();
+		uint64_t at = hfs_real_ns();
 		r = fs->b->ops->getattr(fs->b, &cr, path, a);
 		free(path);
 		if (r == 0 && n != fs->root &&
@@ -471,7 +466,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	 * would answer from its attribute cache: no round trip. */
 	pthread_mutex_lock(&fs->lock);
 	double left = n->attr_ns && !(n->attr_ns & HFS_ATTR_STALE) && !n->writers ?
-		      ac_left(fs, &n->attr, n->attr_ns, real_ns()) : 0;
+		      ac_left(fs, &n->attr, n->attr_ns, hfs_real_ns()) : 0;
 	if (left > 0)
 		a = n->attr;
 	pthread_mutex_unlock(&fs->lock);
@@ -718,7 +713,7 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name,
 			pthread_mutex_lock(&fs->lock);
 			if (n->attr.nlink > 0)
 				n->attr.nlink--;
-			hfs_attr_stale_locked(n, real_ns()); /* and its ctime */
+			hfs_attr_stale_locked(n, hfs_real_ns()); /* and its ctime */
 			pthread_mutex_unlock(&fs->lock);
 		}
 		node_gone(fs, n);
@@ -824,7 +819,7 @@ static uint64_t open_coherency(fuse_req_t req, struct hfs_node *n,
 	n->coh = coh;
 	n->coh_valid = true;
 	n->attr = *a;
-	n->attr_ns = real_ns();
+	n->attr_ns = hfs_real_ns();
 	pthread_mutex_unlock(&fs->lock);
 	fi->keep_cache = same;
 	if (kernel_stale && fs->se)
@@ -901,12 +896,13 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (r)
 		goto fail;
 	attr_stale(fs, p);
+	uint64_t at = hfs_real_ns();
 	r = fs->b->ops->open(fs->b, &cr, path, flags | O_CREAT, mode, &bf, &a);
 	if (r) {
 		hfs_count_err(fs, r);
 		goto fail;
 	}
-	n = hfs_node_link(fs, p, name, &a, real_ns(), 1);
+	n = hfs_node_link(fs, p, name, &a, at, 1);
 	if (!n) {
 		r = -ENOMEM;
 		goto fail;
@@ -1002,7 +998,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 struct list_ctx {
 	struct hfs_dirh *d;
 	size_t cap;
-	uint64_t now;   /* when the server gave the listing (real_ns) */
+	uint64_t now;   /* when the server gave the listing (hfs_real_ns) */
 };
 
 static struct hfs_dirent *dirh_add(struct list_ctx *c, const char *name,
@@ -1136,7 +1132,7 @@ static void store_listing(struct hfs *fs, struct hfs_node *n,
 	}
 	uint8_t m[LISTING_LEN] = {0};
 	uint32_t v = htole32(LISTING_VERSION);
-	uint64_t cnt = htole64(count), at = htole64(real_ns());
+	uint64_t cnt = htole64(count), at = htole64(hfs_real_ns());
 	memcpy(m, &v, 4);
 	memcpy(m + 8, &cnt, 8);
 	memcpy(m + 16, &at, 8);
@@ -1212,7 +1208,7 @@ static int load_listing(struct hfs *fs, struct hfs_node *n,
 	memcpy(&count, m + 8, 8);
 	if (le32toh(v) != LISTING_VERSION)
 		return -ENOENT;
-	struct load_ctx c = {{d, 0, real_ns()}, fs, true};
+	struct load_ctx c = {{d, 0, hfs_real_ns()}, fs, true};
 	r = hoard_meta_iterate(fs->cache, obj, HFS_META_DIRENT, load_cb, &c);
 	if (r < 0 || !c.usable || d->n != le64toh(count)) {
 		if (r < 0)
@@ -1258,7 +1254,7 @@ static void listing_update_entry(struct hfs *fs, struct hfs_node *n,
 			continue; /* nothing stored for this name */
 		}
 		if (a) {
-			struct hfs_dirent de = {p[i].name, *a, real_ns(), true};
+			struct hfs_dirent de = {p[i].name, *a, hfs_real_ns(), true};
 			r = hoard_meta_put(fs->cache, obj, HFS_META_DIRENT, rid,
 					   rec, dirent_encode(&de, len, rec));
 		} else {
@@ -1294,7 +1290,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	if (!r) {
 		atomic_fetch_add_explicit(&fs->st.listings, 1,
 					  memory_order_relaxed);
-		c.now = real_ns();
+		c.now = hfs_real_ns();
 		r = fs->b->ops->readdir(fs->b, &cr, path, list_cb, &c);
 		if (r)
 			hfs_count_err(fs, r);
@@ -1305,7 +1301,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 			char *p2 = NULL;
 			if (hfs_path(fs, n, d->e[i].name, &p2))
 				continue;
-			d->e[i].checked_ns = real_ns();
+			d->e[i].checked_ns = hfs_real_ns();
 			if (fs->b->ops->getattr(fs->b, &cr, p2, &d->e[i].attr) == 0)
 				d->e[i].has_attr = true;
 			free(p2);
@@ -1357,7 +1353,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, buf ? ESTALE : ENOMEM);
 		return;
 	}
-	uint64_t now = real_ns();
+	uint64_t now = hfs_real_ns();
 	/* offsets: 0 ".", 1 "..", 2+i entry i; an entry's off is the next */
 	for (size_t i = (size_t)off; i < d->n + 2; i++) {
 		if (i < 2) {
@@ -1393,13 +1389,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct hb_attr na = n->attr;
 		uint64_t nat = n->attr_ns;
 		pthread_mutex_unlock(&fs->lock);
+		bool stale = nat & HFS_ATTR_STALE;
 		struct fuse_entry_param e;
-		if (nat & HFS_ATTR_STALE) {
-			fill_entry(n, &na, ac_left(fs, &na, de->checked_ns, now), &e);
+		fill_entry(n, &na, ac_left(fs, &na, stale ? de->checked_ns : nat, now), &e);
+		if (stale)
 			e.attr_timeout = 0;
-		} else {
-			fill_entry(n, &na, ac_left(fs, &na, nat, now), &e);
-		}
 		need = fuse_add_direntry_plus(req, buf + pos, size - pos,
 					      de->name, &e, i + 1);
 		if (need > size - pos) {
