@@ -187,6 +187,18 @@ int hoard_read(struct hoard_cache *c, uint64_t id, uint64_t off, size_t len,
 int hoard_write(struct hoard_cache *c, uint64_t id, uint64_t off, size_t len,
 		const void *buf, hoard_done_fn done, void *arg);
 
+/* Memory for data buffers: @size bytes, zeroed and faulted in, aligned to
+ * 2 MiB, on transparent huge pages where the kernel gives them.  A buffer
+ * from here reaches the device in one or two physical segments; one from
+ * malloc() is one segment per 4 KiB page, and a 1 MiB transfer of 256
+ * segments is split by the block layer and fills a virtio queue on its
+ * own (src/engine/iobuf.c).  Use it for buffers of 64 KiB and more that
+ * are reused: the rounding to 2 MiB makes it wasteful for small or
+ * short-lived ones.  NULL if the memory cannot be mapped.  Free with
+ * hoard_iobuf_free() and the same @size. */
+void *hoard_iobuf_alloc(size_t size);
+void hoard_iobuf_free(void *p, size_t size);
+
 /* hoard_read() in the calling thread (same arguments and result, as a
  * return value): the device reads go through dev_ops->sync_io when the
  * device has one, so no completion-thread hop; otherwise it submits and

@@ -72,6 +72,7 @@ struct hpage_store {
 	uint64_t jseq;          /* next record sequence number */
 	uint64_t lsn;           /* next transaction number */
 	uint8_t *jbuf;          /* one record: header + HJ_MAX_PAGES images */
+#define JBUF_SIZE ((HJ_MAX_PAGES + 1) * (size_t)HBLK)
 	struct hoard_io *ios;   /* checkpoint batch, max_cached entries */
 
 	struct hpage *root_pg;  /* page 0, pinned for the store's life */
@@ -958,8 +959,9 @@ int hps_open(const struct hoard_dev_ops *ops, struct hoard_dev *dev,
 			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (ps->slab == MAP_FAILED)
 		ps->slab = NULL;
-	if (!ps->hash || !ps->ios || !ps->frames || !ps->slab ||
-	    posix_memalign((void **)&ps->jbuf, HBLK, (HJ_MAX_PAGES + 1) * (size_t)HBLK))
+	/* a record reaches the device in one segment, not 254 (iobuf.c) */
+	ps->jbuf = hoard_iobuf_alloc(JBUF_SIZE);
+	if (!ps->hash || !ps->ios || !ps->frames || !ps->slab || !ps->jbuf)
 		goto fail;
 	r = read_sb(ps, dev_size);
 	if (r < 0)
@@ -1004,6 +1006,6 @@ void hps_close(struct hpage_store *ps)
 	free(ps->frames);
 	free(ps->hash);
 	free(ps->ios);
-	free(ps->jbuf);
+	hoard_iobuf_free(ps->jbuf, JBUF_SIZE);
 	free(ps);
 }

@@ -197,12 +197,14 @@ struct hfs {
 	pthread_mutex_t pool_lock;
 	struct hfs_buf *pool_free;
 	struct hfs_buf *pool_all;
+	uint8_t *pool_mem;           /* their memory: hoard_iobuf_alloc() */
 	uint32_t pool_n;
 	uint32_t pool_inflight;      /* pool_lock */
 	/* hit buffers for small reads (HFS_SMALL_BUF each): a queue of
 	 * 4 KiB reads must not take the 1 MiB fill buffers (pool_lock) */
 	struct hfs_buf *small_free;
 	struct hfs_buf *small_all;
+	uint8_t *small_mem;
 	uint32_t small_n;
 	uint32_t small_inflight;     /* pool_lock */
 	atomic_uint hits_inflight;   /* cache reads under way (io.c read_hit) */

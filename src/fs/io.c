@@ -676,21 +676,25 @@ void hfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 
 /* ---- setup ---- */
 
-/* @n buffers of @size bytes, faulted in now (mlockall), onto *@free. */
-static int bufs_alloc(struct hfs *fs, struct hfs_buf **all, uint32_t n,
-		      size_t size, bool small, struct hfs_buf **free_list,
-		      uint32_t *count)
+/* @n buffers of @size bytes in one region of I/O memory (huge pages: a
+ * fill or hit reaches the device in one or two segments, see hoard.h),
+ * faulted in now (mlockall), onto *@free. */
+static int bufs_alloc(struct hfs *fs, struct hfs_buf **all, uint8_t **mem,
+		      uint32_t n, size_t size, bool small,
+		      struct hfs_buf **free_list, uint32_t *count)
 {
 	*all = calloc(n, sizeof(**all));
-	if (!*all)
+	*mem = hoard_iobuf_alloc((size_t)n * size);
+	if (!*all || !*mem) {
+		free(*all);
+		*all = NULL;
+		hoard_iobuf_free(*mem, (size_t)n * size);
+		*mem = NULL;
 		return -ENOMEM;
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		struct hfs_buf *b = &(*all)[i];
-		void *p;
-		if (posix_memalign(&p, BLK, size))
-			return -ENOMEM;
-		memset(p, 0, size);
-		b->data = p;
+		b->data = *mem + (size_t)i * size;
 		b->fs = fs;
 		b->small = small;
 		b->next = *free_list;
@@ -703,11 +707,12 @@ static int bufs_alloc(struct hfs *fs, struct hfs_buf **all, uint32_t n,
 int hfs_io_init(struct hfs *fs)
 {
 	pthread_once(&tl_once, tl_init);
-	int r = bufs_alloc(fs, &fs->pool_all, fs->o.pool_bufs ? fs->o.pool_bufs : 16,
-			   HFS_BUF_SIZE, false, &fs->pool_free, &fs->pool_n);
+	int r = bufs_alloc(fs, &fs->pool_all, &fs->pool_mem,
+			   fs->o.pool_bufs ? fs->o.pool_bufs : 16, HFS_BUF_SIZE,
+			   false, &fs->pool_free, &fs->pool_n);
 	if (!r)
-		r = bufs_alloc(fs, &fs->small_all, HFS_SMALL_BUFS, HFS_SMALL_BUF,
-			       true, &fs->small_free, &fs->small_n);
+		r = bufs_alloc(fs, &fs->small_all, &fs->small_mem, HFS_SMALL_BUFS,
+			       HFS_SMALL_BUF, true, &fs->small_free, &fs->small_n);
 	if (r)
 		return r;
 	for (int i = 0; i < HFS_WORKERS; i++) {
@@ -732,14 +737,14 @@ void hfs_io_stop(struct hfs *fs)
 	while (fs->pool_inflight || fs->small_inflight)
 		pthread_cond_wait(&fs->wq_idle, &fs->pool_lock);
 	pthread_mutex_unlock(&fs->pool_lock);
-	for (uint32_t i = 0; fs->pool_all && i < fs->pool_n; i++)
-		free(fs->pool_all[i].data);
+	hoard_iobuf_free(fs->pool_mem, (size_t)fs->pool_n * HFS_BUF_SIZE);
 	free(fs->pool_all);
+	fs->pool_mem = NULL;
 	fs->pool_all = NULL;
 	fs->pool_free = NULL;
-	for (uint32_t i = 0; fs->small_all && i < fs->small_n; i++)
-		free(fs->small_all[i].data);
+	hoard_iobuf_free(fs->small_mem, (size_t)fs->small_n * HFS_SMALL_BUF);
 	free(fs->small_all);
+	fs->small_mem = NULL;
 	fs->small_all = NULL;
 	fs->small_free = NULL;
 }
