@@ -193,8 +193,25 @@ fio_seq() { # FILE: buffered sequential 1 MiB reads, as an application reads
 	fio_run --filename="$1" --rw=read --bs=1M --ioengine=psync --direct=0 \
 		--size="${BIG_MB}M" --invalidate=1 | cut -d' ' -f1
 }
+# The device ceilings run fio with its buffers on huge pages, as hoardfs's
+# are (hoard_iobuf_alloc): from malloc'd pages a 1 MiB O_DIRECT transfer is
+# up to 256 device segments, which on virtio-blk fill the queue on their
+# own (docs/DESIGN.md, "I/O buffers"), and the ceiling would be fio's
+# allocator's, not the device's.  THP is set to "always" for the fio
+# process only (restored after it, and by bench_cleanup); left alone where
+# it is "never", since hoardfs then gets no huge pages either.
+THP_CTL=/sys/kernel/mm/transparent_hugepage/enabled
+THP_WAS=$(sed -n 's/.*\[\(.*\)\].*/\1/p' "$THP_CTL" 2>/dev/null)
+with_thp() { # CMD...: CMD with transparent huge pages "always"
+	local rc
+	[ -n "$THP_WAS" ] && [ "$THP_WAS" != never ] && echo always >"$THP_CTL" 2>/dev/null
+	"$@"
+	rc=$?
+	[ -n "$THP_WAS" ] && echo "$THP_WAS" >"$THP_CTL" 2>/dev/null
+	return $rc
+}
 fio_dev_seq() { # the device ceiling: 1 MiB O_DIRECT reads, 4 in flight, of $WORK/dev/fio.dat
-	fio_run --filename="$WORK/dev/fio.dat" --rw=read --bs=1M --ioengine=io_uring --iodepth=4 \
+	with_thp fio_run --filename="$WORK/dev/fio.dat" --rw=read --bs=1M --ioengine=io_uring --iodepth=4 \
 		--direct=1 --size="${BIG_MB}M" --time_based --runtime="$RAND_SECS" | cut -d' ' -f1
 }
 # The ceiling for storing what is read: 1 MiB O_DIRECT writes, 16 in flight,
@@ -206,7 +223,7 @@ fio_dev_wsync() {
 	local f=$WORK/dev/fio-w.dat
 	rm -f "$f"
 	fallocate -l "${BIG_MB}M" "$f" 2>>"$LOGD/fio.err" || { echo ""; return; }
-	fio --name=b --output-format=terse --terse-version=3 --filename="$f" --rw=write --bs=1M \
+	with_thp fio --name=b --output-format=terse --terse-version=3 --filename="$f" --rw=write --bs=1M \
 		--ioengine=io_uring --iodepth=16 --direct=1 --size="${BIG_MB}M" --end_fsync=1 \
 		2>>"$LOGD/fio.err" | awk -F';' 'NR == 1 { printf "%.1f\n", $48 * 1024 / 1e6 }'
 	rm -f "$f"
@@ -234,5 +251,6 @@ bench_cleanup() {
 	declare -F nfs_server_stop >/dev/null && nfs_server_stop >/dev/null 2>&1
 	for n in "${_B_LINKS[@]}"; do ip link del "$n" 2>/dev/null; done
 	for n in "${_B_NETNS[@]}"; do ip netns del "$n" 2>/dev/null; done
+	[ -n "$THP_WAS" ] && echo "$THP_WAS" >"$THP_CTL" 2>/dev/null
 	return 0
 }
