@@ -65,7 +65,8 @@ struct hoard_format_opts {
  * (-EFBIG: its filesystem has not that much free space; a filesystem that
  * cannot reserve leaves the file sparse).  Unless opts->force, refuses a device that holds
  * a recognisable signature: -EEXIST, with a description of what was found
- * in @found (may be NULL) of @found_len bytes.
+ * in @found (may be NULL) of @found_len bytes.  -EBUSY: another process has
+ * the cache open (O1, see hoard_open); nothing is written.
  */
 int hoard_format(const char *path, const struct hoard_format_opts *opts,
 		 char *found, size_t found_len);
@@ -90,7 +91,9 @@ struct hoard_open_opts {
  * Open the cache on @path.  Recovers from a crash by replaying the journal:
  * the time this takes is bounded by the journal size, not by the number of
  * objects.  -EUCLEAN: not a hoardfs cache or both superblocks damaged.
- * -EPROTO: a hoardfs cache of an unsupported version.
+ * -EPROTO: a hoardfs cache of an unsupported version.  -EBUSY: another
+ * process has the cache open (O1: one writer, or any number of readers,
+ * at a time; hoard_format and hoard_fsck --repair are writers).
  */
 int hoard_open(const char *path, const struct hoard_open_opts *opts,
 	       struct hoard_cache **cachep);

@@ -7,7 +7,9 @@
  *   2. detach (fork; the parent waits on a pipe for readiness) unless -f
  *   3. block signals, lock memory, become an I/O flusher (before threads)
  *   4. connect to the source (bounded by -o timeout), open the cache
- *      (format an absent file; never format an existing foreign device)
+ *      (format an absent file; never format an existing foreign device;
+ *      while another process holds it (O1), wait for that process to exit,
+ *      bounded by -o lockwait, unless it serves a live mount)
  *   5. mount, control socket, signal thread, report ready, serve
  *   6. on unmount or SIGTERM: stop, close the cache (commit), exit
  * Also the mount(8) helper form: mount.fuse.hoardfs SOURCE DIR -o OPTS
@@ -19,9 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "cli/cli.h"
 #include "daemon/daemon.h"
@@ -31,6 +37,7 @@ struct mount_args {
 	unsigned long long cachesize;
 	unsigned long long cachemem; /* engine memory budget, 0 = 24 MiB */
 	double timeout;
+	double lockwait;   /* seconds to wait for another process's hold on the cache */
 	uint32_t nconn;
 	int foreground, fake;
 	struct hfs_opts fo;
@@ -113,6 +120,8 @@ static int parse_opt(struct mount_args *a, char *opt)
 		r = cli_parse_size(v, &a->cachesize) || a->cachesize < (16u << 20) ? -EINVAL : 0;
 	else if (!strcmp(k, "timeout"))
 		r = parse_double(v, &a->timeout) || a->timeout == 0 ? -EINVAL : 0;
+	else if (!strcmp(k, "lockwait"))
+		r = parse_double(v, &a->lockwait);
 	else if (!strcmp(k, "acregmin"))
 		r = parse_double(v, &a->fo.acregmin);
 	else if (!strcmp(k, "acregmax"))
@@ -177,7 +186,7 @@ static void mount_usage(void)
 {
 	fprintf(stderr,
 		"usage: hoardfs mount SOURCE MOUNTPOINT --cache DEV|FILE [-f] [-o OPTS]\n"
-		"options: cache=PATH cachesize=N timeout=SECONDS allow_other ro\n"
+		"options: cache=PATH cachesize=N timeout=SECONDS lockwait=SECONDS allow_other ro\n"
 		"         acregmin= acregmax= acdirmin= acdirmax= actimeo= noac nocto\n"
 		"         bufs=N ra=BYTES threads=N nconn=N maxnodes=N log=FILE fsname=NAME\n"
 		"         debug\n");
@@ -197,6 +206,129 @@ static int mount_fail(const char *fmt, ...)
 	else
 		fprintf(stderr, "%s\n", msg);
 	return 1;
+}
+
+/* ---- a cache another process holds (O1) ---- */
+
+/* mountinfo's escapes (\\040 for a space, ...) undone in place */
+static void unescape_octal(char *s)
+{
+	char *o = s;
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = 0;
+}
+
+/* The pid holding the engine's flock on @path (/proc/locks), or 0. */
+static pid_t lock_holder(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st))
+		return 0;
+	FILE *f = fopen("/proc/locks", "r");
+	char line[256], type[16];
+	pid_t pid = 0;
+	while (f && !pid && fgets(line, sizeof(line), f)) {
+		int p;
+		unsigned maj, min;
+		unsigned long ino;
+		if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%lu", type, &p, &maj, &min, &ino) == 5 &&
+		    !strcmp(type, "FLOCK") && ino == st.st_ino && makedev(maj, min) == st.st_dev)
+			pid = p;
+	}
+	if (f)
+		fclose(f);
+	return pid;
+}
+
+/* Is @pid the daemon of a live hoardfs mount?  Asks the daemon of every
+ * hoardfs mount in /proc/self/mountinfo for its pid; puts the mountpoint
+ * in @mp.  A daemon finishing after a plain umount serves none. */
+static int serving(pid_t pid, char *mp, size_t len)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[4096];
+	int found = 0;
+	while (f && !found && fgets(line, sizeof(line), f)) {
+		char point[PATH_MAX], fstype[64], ans[32];
+		/* id parent maj:min root point options... - fstype source ... */
+		const char *dash = strstr(line, " - ");
+		if (!dash || sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1 ||
+		    sscanf(dash + 3, "%63s", fstype) != 1 || strncmp(fstype, "fuse", 4))
+			continue;
+		unescape_octal(point);
+		if (hd_ctl_query(point, "pid", ans, sizeof(ans), 1000) > 0 &&
+		    atoi(ans) == (int)pid) {
+			snprintf(mp, len, "%s", point);
+			found = 1;
+		}
+	}
+	if (f)
+		fclose(f);
+	return found;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* hoard_open(), waiting while another process holds the cache: a plain
+ * umount(8) returns before the daemon has written its last commit, and a
+ * mount right after it would meet the old daemon's lock.  Waits for that
+ * process to exit (pidfd: woken by its exit, no polling), at most -o
+ * lockwait seconds; refuses at once if the holder serves a live mount.
+ * Returns hoard_open()'s result, or 1 when it has said why it fails. */
+static int open_waiting(const struct mount_args *a, struct hoard_open_opts *oo,
+			struct hoard_cache **cp)
+{
+	uint64_t deadline = mono_ms() + (uint64_t)(a->lockwait * 1000);
+	int r, said = 0;
+	pid_t pid = 0;
+	while ((r = hoard_open(a->cache, oo, cp)) == -EBUSY) {
+		char mp[PATH_MAX];
+		pid = lock_holder(a->cache);
+		if (pid > 0 && serving(pid, mp, sizeof(mp)))
+			return mount_fail("hoardfs mount: cache %s is in use by the hoardfs "
+					  "serving %s (pid %d): a cache serves one mount at a time",
+					  a->cache, mp, (int)pid);
+		uint64_t now = mono_ms();
+		if (pid <= 0 || now >= deadline)
+			break;
+		if (!said) {
+			hd_log("cache %s is held by pid %d: waiting up to %g s for it to exit",
+			       a->cache, (int)pid, a->lockwait);
+			fprintf(stderr, "hoardfs mount: waiting for pid %d to finish with cache %s "
+				"(at most %g s)\n", (int)pid, a->cache, a->lockwait);
+			said = 1;
+		}
+		int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		if (pfd < 0)
+			continue; /* gone already (ESRCH): try again */
+		struct pollfd p = {.fd = pfd, .events = POLLIN};
+		while (poll(&p, 1, (int)(deadline - now)) < 0 && errno == EINTR)
+			now = mono_ms() < deadline ? mono_ms() : deadline;
+		close(pfd);
+	}
+	if (r == -EBUSY) {
+		char who[64] = "another process";
+		if (pid > 0)
+			snprintf(who, sizeof(who), "pid %d, still running after %g s", (int)pid,
+				 a->lockwait);
+		return mount_fail("hoardfs mount: cache %s is in use by %s; a cache serves "
+				  "one mount at a time (-o lockwait=SECONDS: how long a mount "
+				  "waits for it)", a->cache, who);
+	}
+	return r;
 }
 
 static int open_cache(const struct mount_args *a, struct hoard_cache **cp)
@@ -219,7 +351,9 @@ static int open_cache(const struct mount_args *a, struct hoard_cache **cp)
 	/* the engine's share of the daemon's memory: its page cache holds the
 	 * hot metadata; 24 MiB keeps the daemon under 64 MiB in all */
 	struct hoard_open_opts oo = {.mem_budget = a->cachemem ? a->cachemem : 24u << 20};
-	r = hoard_open(a->cache, &oo, cp);
+	r = open_waiting(a, &oo, cp);
+	if (r == 1)
+		return 1; /* said why */
 	if (r == -EUCLEAN) {
 		if (hoard_probe(a->cache, what, sizeof(what)) < 0)
 			snprintf(what, sizeof(what), "unrecognised");
@@ -303,6 +437,7 @@ int cmd_mount(int argc, char **argv)
 	struct mount_args a = {
 		.cachesize = 1ull << 30,
 		.timeout = 10,
+		.lockwait = 30,
 		/* maxnodes: a node and its name cost about 340 bytes of
 		 * heap; 16384 of them (5.5 MiB) next to the fill buffers
 		 * (16 MiB), the engine's budget (24 MiB) and the listings
@@ -380,7 +515,8 @@ int cmd_mount(int argc, char **argv)
 	}
 	char pid[32];
 	if (hd_ctl_query(mp, "pid", pid, sizeof(pid), 2000) > 0) {
-		fprintf(stderr, "hoardfs mount: %s is already served by hoardfs (pid %s)",
+		pid[strcspn(pid, "\n")] = 0;
+		fprintf(stderr, "hoardfs mount: %s is already served by hoardfs (pid %s)\n",
 			mp, pid);
 		return 1;
 	}

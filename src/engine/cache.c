@@ -1768,6 +1768,9 @@ const char *hoard_strerror(int err)
 		return "no space left in the cache";
 	case -EEXIST:
 		return "device holds data (use --force to overwrite)";
+	case -EBUSY:
+		return "the cache is open in another process (a mount, or its daemon still "
+		       "finishing after an unmount)";
 	default:
 		return strerror(-err);
 	}

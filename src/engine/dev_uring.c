@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include <hoardfs/hoard.h>
+#include "devlock.h"
 
 #define RING_DEPTH 256
 #define SYNC_DEPTH 64
@@ -317,14 +318,18 @@ static int uring_open(const char *path, int read_only, void *arg,
 	int r;
 	if (!d)
 		return -ENOMEM;
-	int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+		    hoard_dev_open_flags(path, !read_only);
 	d->fd = open(path, flags | O_DIRECT);
 	if (d->fd < 0 && errno == EINVAL) /* a filesystem without O_DIRECT */
 		d->fd = open(path, flags);
 	if (d->fd < 0) {
-		r = -errno;
+		r = errno == EBUSY ? -EBUSY : -errno;
 		goto out_free;
 	}
+	r = hoard_dev_lock(d->fd, !read_only); /* O1 */
+	if (r < 0)
+		goto out_close;
 	struct stat st;
 	if (fstat(d->fd, &st) < 0) {
 		r = -errno;

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "devlock.h"
 #include "page.h"
 
 #define PROBE_BYTES (68 * 1024)
@@ -174,7 +175,7 @@ int hoard_format(const char *path, const struct hoard_format_opts *opts,
 	struct hoard_sb *sb = NULL;
 	uint64_t size = 0;
 	int r, created = 0;
-	int fd = open(path, O_RDWR | O_CLOEXEC);
+	int fd = open(path, O_RDWR | O_CLOEXEC | hoard_dev_open_flags(path, 1));
 	if (fd < 0 && errno == ENOENT) {
 		if (!o->size)
 			return -EINVAL; /* a new image needs a size */
@@ -183,6 +184,9 @@ int hoard_format(const char *path, const struct hoard_format_opts *opts,
 	}
 	if (fd < 0)
 		return -errno;
+	r = hoard_dev_lock(fd, 1); /* O1: never under a running engine */
+	if (r < 0)
+		goto out;
 	r = dev_size(fd, &size);
 	if (r < 0)
 		goto out;

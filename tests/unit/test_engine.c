@@ -350,6 +350,45 @@ static void test_ring_reclaim_never_wrong_bytes(void **state)
 	free(rb);
 }
 
+/* O1: one process at a time on a device.  While a cache is open to write,
+ * another open (to write or to read), hoard_format --force and fsck
+ * --repair are refused with -EBUSY and change nothing; read-only opens
+ * share with each other but not with a writer; all is possible again once
+ * the holder closes.  (flock locks conflict between open file descriptions
+ * even in one process, so one process plays both sides.) */
+static void test_one_process_at_a_time(void **state)
+{
+	struct hoard_cache *c = mkcache(32 * MiB, 0), *c2 = NULL, *r1 = NULL, *r2 = NULL;
+	uint32_t vol;
+	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
+	uint64_t id = obj(c, vol, "k", "coh");
+	uint8_t w[8192], r[8192];
+	fill(w, sizeof(w), 9);
+	assert_int_equal(hoard_pwrite(c, id, w, sizeof(w), 0), sizeof(w));
+	assert_int_equal(hoard_sync(c), 0);
+	struct hoard_open_opts ro = {.read_only = 1};
+	assert_int_equal(hoard_open(IMG, NULL, &c2), -EBUSY);
+	assert_int_equal(hoard_open(IMG, &ro, &r1), -EBUSY);
+	struct hoard_format_opts fo = {.force = 1};
+	assert_int_equal(hoard_format(IMG, &fo, NULL, 0), -EBUSY);
+	struct hoard_fsck_opts fk = {.repair = 1};
+	struct hoard_fsck_result res;
+	assert_int_equal(hoard_fsck(IMG, &fk, &res), -EBUSY);
+	assert_int_equal(hoard_pread(c, id, r, sizeof(r), 0), sizeof(r));
+	assert_memory_equal(r, w, sizeof(w));
+	assert_int_equal(hoard_close(c), 0);
+	assert_int_equal(hoard_open(IMG, &ro, &r1), 0);
+	assert_int_equal(hoard_open(IMG, &ro, &r2), 0);
+	assert_int_equal(hoard_open(IMG, NULL, &c2), -EBUSY);
+	assert_int_equal(hoard_close(r2), 0);
+	assert_int_equal(hoard_close(r1), 0);
+	assert_int_equal(hoard_open(IMG, NULL, &c2), 0);
+	assert_int_equal(hoard_vol_open(c2, "v", 1, 0, &vol), 0);
+	assert_int_equal(hoard_pread(c2, obj(c2, vol, "k", "coh"), r, sizeof(r), 0), sizeof(r));
+	assert_memory_equal(r, w, sizeof(w));
+	assert_int_equal(hoard_close(c2), 0);
+}
+
 static void test_format_refuses_recognised_devices(void **state)
 {
 	char found[128];
@@ -608,6 +647,7 @@ int main(void)
 		cmocka_unit_test(test_full_device_enospc),
 		cmocka_unit_test(test_ring_reclaim_never_wrong_bytes),
 		cmocka_unit_test(test_format_refuses_recognised_devices),
+		cmocka_unit_test(test_one_process_at_a_time),
 		cmocka_unit_test(test_failed_metadata_write_is_sticky),
 		cmocka_unit_test(test_concurrent_readers_writers),
 		cmocka_unit_test(test_iterate_and_many_objects),
