@@ -1,12 +1,16 @@
 /*
  * Description: crc32c matches the reference bit-at-a-time definition for
- * every length 0..20000 and alignment 0..7 (the three-lane hardware path
- * starts at 768 bytes), and the standard check value of "123456789".
+ * every length 0..20000 and alignment 0..7, through the dispatcher and
+ * through each implementation this CPU has (the table; the crc32
+ * instruction, whose three lanes start at 768 bytes; PCLMULQDQ folding,
+ * from 64 bytes, which the dispatcher takes from 256), and the standard
+ * check value of "123456789".
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <cmocka.h>
 
@@ -37,6 +41,17 @@ static void test_matches_reference_every_length(void **state)
 	for (size_t n = 0; n <= 20000; n += (n < 1024 ? 1 : 13))
 		for (size_t a = 0; a < 8; a += (n < 1024 ? 7 : 1))
 			assert_int_equal(hoard_crc32c(0x1234, b + a, n), reference(0x1234, b + a, n));
+	for (int impl = HOARD_CRC_TABLE; impl <= HOARD_CRC_FOLD; impl++) {
+		uint32_t got;
+		int have = hoard_crc32c_with(impl, 0x1234, b, 4096, &got) == 0;
+		printf("implementation %d: %s\n", impl, have ? "present" : "absent (skipped)");
+		for (size_t n = 0; have && n <= 20000; n += (n < 1024 ? 1 : 13))
+			for (size_t a = 0; a < 8; a += (n < 1024 ? 7 : 1)) {
+				if (hoard_crc32c_with(impl, 0x1234, b + a, n, &got))
+					continue; /* too short for this one */
+				assert_int_equal(got, reference(0x1234, b + a, n));
+			}
+	}
 	/* chaining: crc(A||B) == crc(crc(A), B) */
 	assert_int_equal(hoard_crc32c(hoard_crc32c(0, b, 5000), b + 5000, 3000), hoard_crc32c(0, b, 8000));
 }
