@@ -262,6 +262,8 @@ struct hoard_stats {
 	uint64_t csum_errors;       /* blocks that failed verification */
 	uint64_t io_errors;
 	uint64_t commits;
+	uint64_t meta_reads;        /* metadata reads from the device (page misses) */
+	uint64_t meta_prefetched;   /* pages a scan's miss read along with its own */
 	uint64_t reclaimed_buckets; /* buckets evicted by the ring */
 	uint64_t mem_used;          /* bytes of memory held by the library */
 	int read_only;              /* 1 if read-only (sticky error or opened so) */

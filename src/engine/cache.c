@@ -1708,6 +1708,8 @@ int hoard_stats(struct hoard_cache *c, struct hoard_stats *st)
 	st->csum_errors = atomic_load(&c->csum_errors) + ps.csum_errors;
 	st->io_errors = atomic_load(&c->io_errors) + ps.io_errors;
 	st->commits = ps.commits;
+	st->meta_reads = ps.dev_reads;
+	st->meta_prefetched = ps.prefetched;
 	st->mem_used = c->mem_fixed + ps.cached * 4200;
 	return 0;
 }

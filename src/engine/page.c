@@ -46,6 +46,8 @@
 #define PG_DIRTY 1u
 #define PG_JOURNALED 2u
 
+#define RA_STREAMS 4u /* scans followed at once: tree leaves, generations, ... */
+
 struct hpage_store {
 	const struct hoard_dev_ops *ops;
 	struct hoard_dev *dev;
@@ -77,8 +79,27 @@ struct hpage_store {
 
 	struct hpage *root_pg;  /* page 0, pinned for the store's life */
 	uint64_t alloc_hint;
+	uint8_t *rabuf;         /* RA_PAGES pages: a miss's read (hps_get) */
+	uint64_t last_miss[RA_STREAMS]; /* recent misses (hps_get), one a stream */
+	unsigned last_next;
 	struct hps_stats st;
 };
+
+/* A miss that follows the last one closely (a scan) reads RA_PAGES pages
+ * from the one asked for on (fewer at the end of the area or before a page
+ * already cached) in one I/O, and keeps the ones that verify.  Pages are
+ * allocated in increasing order (alloc_hint), so the leaves a scan of one
+ * object's block pointers walks are mostly neighbours: a warm 1 GiB read
+ * after a remount made 2,079 single-page reads, each under the engine lock
+ * (every FUSE thread waiting for it), and makes 71 with this.  A miss is
+ * part of a scan when it lands just past one of the last
+ * RA_STREAMS misses (the leaves and the generation pages are two streams
+ * that alternate).  Misses far apart (random lookups among a million
+ * objects) read one page: reading ahead for them too halved their rate
+ * (pollution, longer reads).  A neighbour that is not cached has its
+ * committed copy at home (I3: journaled and dirty pages stay cached); a
+ * free page's copy fails verification or is overwritten by hps_alloc. */
+#define RA_PAGES 64u
 
 /* ---- synchronous and batched device I/O ------------------------------- */
 
@@ -306,7 +327,23 @@ int hps_get(struct hpage_store *ps, uint64_t pgno, struct hpage **pgp)
 	if (!pg)
 		return -ENOMEM;
 	pg->pgno = pgno;
-	int r = hps_io(ps, HOARD_IO_READ, pg->data, HBLK, (ps->sb.meta_start + pgno) * HBLK);
+	uint32_t n = 1;
+	int scan = 0;
+	for (unsigned i = 0; i < RA_STREAMS && !scan; i++) {
+		if (pgno > ps->last_miss[i] && pgno - ps->last_miss[i] <= 2 * RA_PAGES) {
+			ps->last_miss[i] = pgno; /* the stream moves on */
+			scan = 1;
+		}
+	}
+	if (!scan) /* a new stream, or a lone miss */
+		ps->last_miss[ps->last_next++ % RA_STREAMS] = pgno;
+	while (scan && ps->rabuf && n < RA_PAGES && pgno + n < ps->sb.meta_blocks &&
+	       !hlookup(ps, pgno + n))
+		n++;
+	int r = hps_io(ps, HOARD_IO_READ, n > 1 ? ps->rabuf : pg->data, n * (size_t)HBLK,
+		       (ps->sb.meta_start + pgno) * HBLK);
+	if (r == 0 && n > 1)
+		memcpy(pg->data, ps->rabuf, HBLK);
 	if (r == 0 && hps_verify(pg->data, pgno) < 0) {
 		ps->st.csum_errors++;
 		r = -EIO;
@@ -318,6 +355,19 @@ int hps_get(struct hpage_store *ps, uint64_t pgno, struct hpage **pgp)
 	hinsert(ps, pg);
 	pg->pins = 1;
 	*pgp = pg;
+	for (uint32_t i = 1; i < n; i++) { /* the neighbours that verify */
+		const uint8_t *img = ps->rabuf + (size_t)i * HBLK;
+		if (hps_verify(img, pgno + i) < 0)
+			continue;
+		struct hpage *nb = get_frame(ps);
+		if (!nb)
+			break;
+		nb->pgno = pgno + i;
+		memcpy(nb->data, img, HBLK);
+		hinsert(ps, nb);
+		maybe_lru(ps, nb);
+		ps->st.prefetched++;
+	}
 	return 0;
 }
 
@@ -961,6 +1011,8 @@ int hps_open(const struct hoard_dev_ops *ops, struct hoard_dev *dev,
 		ps->slab = NULL;
 	/* a record reaches the device in one segment, not 254 (iobuf.c) */
 	ps->jbuf = hoard_iobuf_alloc(JBUF_SIZE);
+	if (posix_memalign((void **)&ps->rabuf, HBLK, RA_PAGES * (size_t)HBLK))
+		ps->rabuf = NULL; /* single-page misses */
 	if (!ps->hash || !ps->ios || !ps->frames || !ps->slab || !ps->jbuf)
 		goto fail;
 	r = read_sb(ps, dev_size);
@@ -1007,5 +1059,6 @@ void hps_close(struct hpage_store *ps)
 	free(ps->hash);
 	free(ps->ios);
 	hoard_iobuf_free(ps->jbuf, JBUF_SIZE);
+	free(ps->rabuf);
 	free(ps);
 }

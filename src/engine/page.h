@@ -51,6 +51,7 @@ int hps_free(struct hpage_store *ps, uint64_t pgno);
 struct hps_stats {
 	uint64_t cached, dirty, journaled, max_cached;
 	uint64_t csum_errors, io_errors, commits, checkpoints, replayed;
+	uint64_t prefetched; /* neighbours a miss read along (hps_get) */
 	uint64_t dev_reads, dev_writes, flushes;
 };
 
