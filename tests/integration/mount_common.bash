@@ -40,6 +40,16 @@ cleanup() {
 	for p in "${_pids[@]}"; do
 		kill -0 "$p" 2>/dev/null && kill "$p" 2>/dev/null
 	done
+	# and let them go: one still writing into $W as it exits (a daemon's
+	# log, countproxy's stats) races run-tests.sh's rm -rf of $W, which
+	# then fails with "Directory not empty" and leaves the directory behind
+	local i
+	for p in "${_pids[@]}"; do
+		for i in $(seq 1 100); do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.1
+		done
+	done
 	return 0
 }
 trap cleanup EXIT
