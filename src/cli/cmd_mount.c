@@ -314,9 +314,9 @@ static int open_waiting(const struct mount_args *a, struct hoard_open_opts *oo,
 		int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
 		if (pfd < 0)
 			continue; /* gone already (ESRCH): try again */
+		/* an early return (EINTR) only means trying the lock again */
 		struct pollfd p = {.fd = pfd, .events = POLLIN};
-		while (poll(&p, 1, (int)(deadline - now)) < 0 && errno == EINTR)
-			now = mono_ms() < deadline ? mono_ms() : deadline;
+		(void)poll(&p, 1, (int)(deadline - now));
 		close(pfd);
 	}
 	if (r == -EBUSY) {

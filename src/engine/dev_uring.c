@@ -324,7 +324,7 @@ static int uring_open(const char *path, int read_only, void *arg,
 	if (d->fd < 0 && errno == EINVAL) /* a filesystem without O_DIRECT */
 		d->fd = open(path, flags);
 	if (d->fd < 0) {
-		r = errno == EBUSY ? -EBUSY : -errno;
+		r = -errno; /* EBUSY: a block device held (O1) */
 		goto out_free;
 	}
 	r = hoard_dev_lock(d->fd, !read_only); /* O1 */

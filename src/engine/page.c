@@ -80,7 +80,8 @@ struct hpage_store {
 	struct hpage *root_pg;  /* page 0, pinned for the store's life */
 	uint64_t alloc_hint;
 	uint8_t *rabuf;         /* RA_PAGES pages: a miss's read (hps_get) */
-	uint64_t last_miss[RA_STREAMS]; /* recent misses (hps_get), one a stream */
+	uint64_t last_miss[RA_STREAMS]; /* recent misses (hps_get), one a stream;
+					   UINT64_MAX: none yet */
 	unsigned last_next;
 	struct hps_stats st;
 };
@@ -1000,6 +1001,8 @@ int hps_open(const struct hoard_dev_ops *ops, struct hoard_dev *dev,
 	if (max_pages < 64)
 		max_pages = 64;
 	ps->max_cached = max_pages;
+	for (unsigned i = 0; i < RA_STREAMS; i++)
+		ps->last_miss[i] = UINT64_MAX; /* no scan before a first miss */
 	for (ps->nhash = 64; ps->nhash < max_pages * 2; ps->nhash *= 2)
 		;
 	ps->hash = calloc(ps->nhash, sizeof(*ps->hash));

@@ -8,7 +8,9 @@
 # instead of failing or opening the cache beside it: a stand-in process
 # holds the cache's lock, the new mount is seen waiting and not mounted,
 # the stand-in exits, and the new mount comes up with the data still
-# cached.  With -o lockwait=1 the wait ends in a clear error.
+# cached.  With -o lockwait=1 the wait ends in a clear error.  A cache on
+# a block device (a loop device) is opened O_EXCL: another exclusive opener
+# fails the mount at once, and a second mount names the first.
 . "$(dirname "$0")/mount_common.bash"
 
 head -c 3000000 /dev/urandom >"$SRC/f"
@@ -45,15 +47,20 @@ note "a mount waits for a process that holds the cache and serves no mount"
 # wait is seen deterministically: it lets go when its stdin closes.
 umount_hoard "$MNT"
 mkfifo "$W/hold"
-# hold_cache EX|SH: a stand-in takes the cache's lock (as the engine does)
-# and keeps it until fd $hold (the fifo's writing end) is closed; sets hpid
+# hold_cache EX|SH|EXCL [PATH]: a stand-in holds PATH ($CACHE) as the
+# engine does (flock exclusive or shared), or a block device as another
+# exclusive opener (O_EXCL), until fd $hold (the fifo's writing end) is
+# closed; sets hpid
 hold_cache() {
 	python3 -c '
-import fcntl, sys
-f = open(sys.argv[1], "rb+")
-fcntl.flock(f, getattr(fcntl, "LOCK_" + sys.argv[2]))
+import fcntl, os, sys
+if sys.argv[2] == "EXCL":
+    fd = os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL)
+else:
+    f = open(sys.argv[1], "rb+")
+    fcntl.flock(f, getattr(fcntl, "LOCK_" + sys.argv[2]))
 print("locked", flush=True)
-sys.stdin.read()' "$CACHE" "$1" <"$W/hold" >"$W/holder.out" &
+sys.stdin.read()' "${2:-$CACHE}" "$1" <"$W/hold" >"$W/holder.out" &
 	hpid=$!
 	exec {hold}>"$W/hold"
 	_cleanups+=("kill $hpid 2>/dev/null")
@@ -82,4 +89,25 @@ grep -q "in use by pid $hpid, still running after 1 s" "$W/fourth.err" ||
 exec {hold}>&-
 wait "$hpid"
 "$HOARDFS_BIN" fsck "$CACHE" >/dev/null || fail "fsck at the end"
+
+note "a cache on a block device: O_EXCL, and a holder with no lock to name"
+truncate -s 64M "$W/dev.img"
+lo=$(losetup -f --show "$W/dev.img" 2>/dev/null) || skip "no loop device (the rest passed)"
+_cleanups+=("losetup -d $lo")
+"$HOARDFS_BIN" format "$lo" >/dev/null || fail "format $lo"
+hold_cache EXCL "$lo"
+# the kernel refuses the exclusive open and /proc/locks names nobody: the
+# mount fails at once instead of waiting lockwait for a pid it cannot know
+"$HOARDFS_BIN" mount "dir:$SRC" "$MNT" --cache "$lo" -o "log=$LOG" 2>"$W/fifth.err" {hold}>&- &&
+	{ _mounts+=("$MNT"); fail "mounted a block device another process holds exclusively"; }
+grep -q "in use by another process" "$W/fifth.err" || fail "O_EXCL holder: $(cat "$W/fifth.err")"
+grep -q "waiting" "$W/fifth.err" && fail "waited for a holder it cannot name: $(cat "$W/fifth.err")"
+exec {hold}>&-
+wait "$hpid"
+CACHE=$lo mount_hoard "dir:$SRC" "$MNT"
+cmp "$SRC/f" "$MNT/f" || fail "read through the block device cache"
+"$HOARDFS_BIN" mount "dir:$SRC" "$MNT2" --cache "$lo" -o "log=$W/second.log" 2>"$W/sixth.err" &&
+	{ _mounts+=("$MNT2"); fail "a second mount of a block device cache in use succeeded"; }
+grep -q "in use by the hoardfs serving $MNT" "$W/sixth.err" || fail "second mount of $lo: $(cat "$W/sixth.err")"
+umount_hoard "$MNT"
 echo PASS
