@@ -101,9 +101,18 @@ def rtxt(r):
 def paired(x, y):
     """Ratios x/y within each repetition: x and y are (workload, system,
     metric) measured one right after the other, so the disk's drift from
-    minute to minute cancels.  Returns the list of per-repetition ratios."""
-    xs, ys = byrep.get(x, {}), byrep.get(y, {})
+    minute to minute cancels; y may also be a {rep: value} dict (devpair).
+    Returns the list of per-repetition ratios."""
+    xs, ys = byrep.get(x, {}), (y if isinstance(y, dict) else byrep.get(y, {}))
     return [xs[r] / ys[r] for r in sorted(xs) if r in ys and ys[r]]
+
+
+def devpair(w, s, before, after):
+    """The device's speed around each repetition's warm run of system s:
+    the mean of fio-dev's run right before it and right after it (runs of
+    before 2026-11-25 13:00 have only the one before).  {rep: value}"""
+    b, a = byrep.get((w, s, before), {}), byrep.get((w, s, after), {})
+    return {r: (b[r] + a[r]) / 2 if r in a else b[r] for r in b}
 
 
 def prtxt(rs):
@@ -167,10 +176,12 @@ if any(k[0] == "seq" for k in vals):
       "Cold ceilings: libnfs = %s MB/s (the network path), and durable writes to the cache's filesystem "
       "= %s MB/s (fio-devw: a fresh reserved file, 1 MiB O_DIRECT writes 16 in flight, timed with the "
       "fsync at the end; a cache that stores what it reads commits its index, and flushes the data "
-      "before that, so it takes in new data no faster). *warm / device (paired)*: before each warm read, after the same "
-      "drop_caches, fio reads the device as fio-dev does; the ratio is taken within each such pair and "
-      "the median of the pairs given (min–max in brackets), so the disk's drift between minutes cancels. "
-      "*cold / durable write (paired)*: the same for each cold read and the fio-devw run right before it. "
+      "before that, so it takes in new data no faster). *warm / device (paired)*: right before and right after each warm read, "
+      "after the same drop_caches, fio reads the device as fio-dev does; the warm read is divided by the "
+      "mean of the two, within each repetition, and the median of those ratios given (min–max in brackets), "
+      "so the disk's drift between minutes cancels (the device read before a warm read alone was often "
+      "slowed by the host still writing what the cold read had just stored). "
+      "*cold / durable write (paired)*: each cold read against the fio-devw run right before it. "
       "*Machine busy*: the whole machine's CPU over the read, (total − idle − iowait) / total from "
       "/proc/stat, in %% of all its cores (100 %% = every core busy; everything running counts, so it "
       "shows whether the read was short of CPU). *ganesha CPU*: the NFS server's utime+stime per GiB.\n"
@@ -184,7 +195,8 @@ if any(k[0] == "seq" for k in vals):
         P("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             DESC[s], cell("seq", s, "cold_MBps"), cell("seq", s, "warm_MBps"),
             rtxt(ratio(w, ceil)) if s.startswith("hoard") or s == "rclone" else "",
-            prtxt(paired(("seq", s, "warm_MBps"), ("seq", s, "dev_pair_MBps"))) if s.startswith("hoard") or s == "rclone" else "",
+            prtxt(paired(("seq", s, "warm_MBps"), devpair("seq", s, "dev_pair_MBps", "dev_pair_after_MBps")))
+            if s.startswith("hoard") or s == "rclone" else "",
             rtxt(ratio(w, rcl)) if s.startswith("hoard") else "",
             rtxt(ratio(c, lib)) if s.startswith("hoard") or s == "rclone" else "",
             prtxt(paired(("seq", s, "cold_MBps"), ("seq", s, "dev_wpair_MBps"))) if s.startswith("hoard") else "",
@@ -199,7 +211,7 @@ if any(k[0] == "seq" for k in vals):
         # paired: each repetition's warm read against min(that repetition's
         # null-FUSE, the device read paired with it)
         xs, ns = byrep.get(("seq", s, "warm_MBps"), {}), byrep.get(("seq", "nullfs", "warm_MBps"), {})
-        ds = byrep.get(("seq", s, "dev_pair_MBps"), {})
+        ds = devpair("seq", s, "dev_pair_MBps", "dev_pair_after_MBps")
         pc = [xs[r] / min(ns[r], ds[r]) for r in sorted(xs) if r in ns and r in ds and min(ns[r], ds[r])]
         target("%s warm seq >= 0.9x min(null-FUSE, fio)" % s, ratio(w, ceil), 0.9,
                "%s / %s MB/s = %s; paired, each repetition against its own ceiling: %s" % (
@@ -218,15 +230,17 @@ if any(k[0] == "rand" for k in vals):
     n1, n32 = med("rand", "nullfs", "qd1_iops"), med("rand", "nullfs", "qd32_iops")
     P("## 4 KiB random reads, warm (IOPS)\n")
     P("fio, io_uring, O_DIRECT, random offsets over the whole file, %s s per run.\n" % ("1" if quick else "4"))
-    P("*device (paired)*: right before each warm run, after the same drop_caches, fio reads the device at the "
-      "same depth (as fio-dev); median of the per-pair ratios (min–max).\n")
+    P("*device (paired)*: right before and right after each warm run, after the same drop_caches, fio reads "
+      "the device at the same depth (as fio-dev); each run is divided by the mean of its two; median of "
+      "those ratios (min–max).\n")
     P("| system | QD 1 | QD 32 | QD 1 / null-FUSE | QD 32 / null-FUSE | QD 1 / device (paired) | QD 32 / device (paired) |")
     P("|---|---|---|---|---|---|---|")
     for s in ["hoard-nfs4", "hoard-dir", "rclone", "nullfs", "fio-dev"]:
         q1, q32 = med("rand", s, "qd1_iops"), med("rand", s, "qd32_iops")
         if q1 is None and q32 is None:
             continue
-        pr = [prtxt(paired(("rand", s, q + "_iops"), ("rand", s, "dev_pair_" + q + "_iops"))) if s not in ("nullfs", "fio-dev") else ""
+        pr = [prtxt(paired(("rand", s, q + "_iops"), devpair("rand", s, "dev_pair_" + q + "_iops", "dev_pair_after_" + q + "_iops")))
+              if s not in ("nullfs", "fio-dev") else ""
               for q in ("qd1", "qd32")]
         P("| %s | %s | %s | %s | %s | %s | %s |" % (DESC[s], cell("rand", s, "qd1_iops"), cell("rand", s, "qd32_iops"),
                                                   rtxt(ratio(q1, n1)) if s != "nullfs" else "", rtxt(ratio(q32, n32)) if s != "nullfs" else "",
@@ -250,7 +264,7 @@ if any(k[0] == "rand" for k in vals):
             if q1 is None and q32 is None:
                 continue
             x1, x32 = byrep.get(("rand", s, "qd1_iops"), {}), byrep.get(("rand", s, "qd32_iops"), {})
-            p1, p32 = byrep.get(("rand", s, "dev_pair_qd1_iops"), {}), byrep.get(("rand", s, "dev_pair_qd32_iops"), {})
+            p1, p32 = (devpair("rand", s, "dev_pair_%s_iops" % q, "dev_pair_after_%s_iops" % q) for q in ("qd1", "qd32"))
             r1 = [x1[r] * (1 / nr1[r] + 1 / p1[r]) for r in x1 if r in nr1 and r in p1 and nr1[r] and p1[r]]
             r32 = [x32[r] / min(nr32[r], p32[r]) for r in x32 if r in nr32 and r in p32 and min(nr32[r], p32[r])]
             P("| %s | %s | %s | %s | %s |" % (DESC[s], rtxt(ratio(q1, b1)), prtxt(r1), rtxt(ratio(q32, b32)), prtxt(r32)))
