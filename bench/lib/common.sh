@@ -182,6 +182,15 @@ busy_rec() {
 		split(a, x, " "); split(b, y, " "); t = y[1] - x[1]
 		if (t > 0) printf "%.0f", 100 * (t - (y[2] - x[2])) / t }')"
 }
+# mcpu_rec WORKLOAD SYSTEM METRIC BYTES: over the same interval, the whole
+# machine's CPU seconds (every core, everything running: the reader, the
+# kernel, the daemon, the server) per GiB of BYTES.  With nproc cores, no
+# read that costs this much can go faster than nproc / it GiB/s.
+mcpu_rec() {
+	rec "$1" "$2" "$3" "$(awk -v a="$BUSY0" -v b="$BUSY1" -v n="$4" -v hz="$CLK_TCK" 'BEGIN {
+		split(a, x, " "); split(b, y, " "); busy = (y[1] - x[1]) - (y[2] - x[2])
+		if (n > 0) printf "%.2f", busy / hz / (n / 1073741824) }')"
+}
 
 # ---- fio ----
 # fio_run ARGS...: prints "MBps IOPS" of the read side (terse v3 fields 7, 8)

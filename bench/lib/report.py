@@ -13,6 +13,7 @@ Owns nothing but its output files.
 """
 import argparse
 import collections
+import re
 import datetime
 import json
 import os
@@ -167,6 +168,17 @@ DESC = {"hoard-nfs4": "hoardfs, NFSv4 (ganesha, loopback)", "hoard-dir": "hoardf
 nullseq = med("seq", "nullfs", "warm_MBps")
 fioseq = med("seq", "fio-dev", "warm_MBps")
 ceil = min([x for x in (nullseq, fioseq) if x is not None], default=None)
+m = re.search(r"nproc (\d+)", a.machine or "")
+NPROC = int(m.group(1)) if m else os.cpu_count()
+
+
+def cpubound(s, phase):
+    """Per repetition: the read's MB/s over the most the machine's CPU
+    allows a read that costs what this one did (nproc cores / machine CPU
+    s per GiB): how much of every core the read kept busy while it ran."""
+    xs, cs = byrep.get(("seq", s, phase + "_MBps"), {}), byrep.get(("seq", s, phase + "_machine_cpu_s_per_GiB"), {})
+    return [xs[r] * cs[r] / (NPROC * 1073.741824) for r in sorted(xs) if r in cs]
+
 rcl = med("seq", "rclone", "warm_MBps")
 lib = med("seq", "libnfs", "cold_MBps")
 dw = med("seq", "fio-devw", "cold_MBps")
@@ -184,15 +196,19 @@ if any(k[0] == "seq" for k in vals):
       "*cold / durable write (paired)*: each cold read against the fio-devw run right before it. "
       "*Machine busy*: the whole machine's CPU over the read, (total − idle − iowait) / total from "
       "/proc/stat, in %% of all its cores (100 %% = every core busy; everything running counts, so it "
-      "shows whether the read was short of CPU). *ganesha CPU*: the NFS server's utime+stime per GiB.\n"
-      % (num(ceil), num(lib), num(dw)))
-    P("| system | cold MB/s | warm MB/s | warm / ceiling | warm / device (paired) | warm / rclone | cold / libnfs | cold / durable write (paired) | CPU s/GiB cold | CPU s/GiB warm | machine busy % cold | machine busy % warm | ganesha CPU s/GiB cold | MB from server cold | fills skipped cold | MB from server warm |")
-    P("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+      "shows whether the read was short of CPU; fio's start-up counts as idle time). *Machine CPU s/GiB*: "
+      "the same busy time in CPU seconds per GiB read (the reader, the kernel, the daemon, the server). "
+      "*warm / CPU bound*: no read that costs that much CPU can go faster than %d cores / (CPU s per GiB); "
+      "the warm read's MB/s over that bound, per repetition (1.00x = every core busy for the whole read; "
+      "fio's own start-up CPU counts in, a few %% of a 1 GiB read, so it reads a little high). *ganesha CPU*: the NFS server's utime+stime per GiB.\n"
+      % (num(ceil), num(lib), num(dw), NPROC))
+    P("| system | cold MB/s | warm MB/s | warm / ceiling | warm / device (paired) | warm / rclone | cold / libnfs | cold / durable write (paired) | CPU s/GiB cold | CPU s/GiB warm | machine busy % cold | machine busy % warm | machine CPU s/GiB cold | machine CPU s/GiB warm | warm / CPU bound | ganesha CPU s/GiB cold | MB from server cold | fills skipped cold | MB from server warm |")
+    P("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in SYS:
         c, w = med("seq", s, "cold_MBps"), med("seq", s, "warm_MBps")
         if c is None and w is None:
             continue
-        P("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        P("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             DESC[s], cell("seq", s, "cold_MBps"), cell("seq", s, "warm_MBps"),
             rtxt(ratio(w, ceil)) if s.startswith("hoard") or s == "rclone" else "",
             prtxt(paired(("seq", s, "warm_MBps"), devpair("seq", s, "dev_pair_MBps", "dev_pair_after_MBps")))
@@ -202,6 +218,8 @@ if any(k[0] == "seq" for k in vals):
             prtxt(paired(("seq", s, "cold_MBps"), ("seq", s, "dev_wpair_MBps"))) if s.startswith("hoard") else "",
             cell("seq", s, "cold_cpu_s_per_GiB"), cell("seq", s, "warm_cpu_s_per_GiB"),
             cell("seq", s, "cold_busy_pct"), cell("seq", s, "warm_busy_pct"),
+            cell("seq", s, "cold_machine_cpu_s_per_GiB"), cell("seq", s, "warm_machine_cpu_s_per_GiB"),
+            prtxt(cpubound(s, "warm")) if byrep.get(("seq", s, "warm_machine_cpu_s_per_GiB")) else "",
             cell("seq", s, "cold_ganesha_cpu_s_per_GiB"),
             cell("seq", s, "cold_MB_from_server"), cell("seq", s, "cold_fills_skipped"),
             cell("seq", s, "warm_MB_from_server")))
