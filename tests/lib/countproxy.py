@@ -2,12 +2,32 @@
 """countproxy.py - a counting (and optionally slow) TCP proxy for NFS tests.
 
 Usage:
-  countproxy.py [--delay-ms N] [--also LISTEN=TARGET ...] LISTEN TARGET STATSFILE
+  countproxy.py [--delay-ms N] [--also LISTEN=TARGET ...]
+                [--cut-after OP:N | --refuse OP:N] [--arm-after OP:N]
+                LISTEN TARGET STATSFILE
     LISTEN, TARGET  ADDR:PORT
     --delay-ms N    hold every chunk N ms in each direction (a slow link;
                     chunks stay pipelined, so it adds latency, not a cap)
     --also L=T      forward L to T as well, same counters (for NFSv3: the
                     MOUNT port; libnfs then needs ?mountport=)
+  Faults (one at a time, each fires once; the counts are over all
+  connections, client->server, of operations as parsed below: NFSv4
+  COMPOUND operations and NFSv3 procedures by name, e.g. GETATTR, WRITE):
+    --cut-after OP:N  once the call holding the Nth operation OP has been
+                    passed to the server, close both sides of that
+                    connection (the call may reach the server, its reply
+                    never reaches the client); new connections are then
+                    accepted and forwarded as before, so a reconnect works
+    --refuse OP:N   pass the call holding the Nth operation OP with its
+                    RPC procedure number replaced by one no server has:
+                    the server answers PROC_UNAVAIL, so that one call
+                    fails at the client with an RPC error while the
+                    connection stays up
+    --arm-after OP:N  count the fault's operations only once N operations
+                    OP have passed (default: from the start); e.g.
+                    --arm-after READDIR:1 --cut-after GETATTR:40
+  With a fault given, calls are passed on whole records (a call is held
+  until its last byte has arrived); without one, chunk by chunk as read.
 
 Forwards bytes both ways and keeps STATSFILE (JSON, replaced atomically
 after every chunk and on SIGUSR1) up to date:
@@ -24,6 +44,9 @@ after every chunk and on SIGUSR1) up to date:
                     the most there ever were (do READs overlap?)
   calls_in_flight   any calls passed on whose reply has not come back yet;
                     max_calls_in_flight the most there ever were
+  fault_armed       1 once the fault (if any) counts operations
+  faults            faults fired so far (cuts or refused calls); tests
+                    wait for it to know the fault happened
 
 Parsing is of the client->server stream, and of the replies only their
 record marking and xid (for reads_in_flight): RPC record marking, the
@@ -71,7 +94,7 @@ class Stats:
                   "rpc_calls": 0, "nfs_calls": {}, "nfs4_ops": {}, "reads": 0,
                   "writes": 0, "mount_calls": 0, "reads_in_flight": 0,
                   "max_reads_in_flight": 0, "calls_in_flight": 0,
-                  "max_calls_in_flight": 0}
+                  "max_calls_in_flight": 0, "fault_armed": 0, "faults": 0}
         self.dirty = True
 
     def enter(self, inflight, key, xid):
@@ -109,6 +132,51 @@ class Stats:
         self.dirty = False
 
 
+class Fault:
+    """--cut-after / --refuse, armed by --arm-after (see the top comment)."""
+
+    def __init__(self, kind, op, n, arm_op, arm_n, st):
+        self.kind, self.op, self.n = kind, op, n
+        self.arm_op, self.arm_n = arm_op, arm_n
+        self.st = st
+        self.seen = 0       # operations op counted since armed
+        self.arm_seen = 0
+        self.fired = False
+        if not arm_op:
+            st.d["fault_armed"] = 1
+
+    def check(self, ops):
+        """The call with operations @ops is about to be passed: the fault's
+        kind if it fires on this call, else None."""
+        if self.fired:
+            return None
+        fire = False
+        for name in ops:
+            if not self.st.d["fault_armed"]:
+                if name == self.arm_op:
+                    self.arm_seen += 1
+                    if self.arm_seen >= self.arm_n:
+                        self.st.bump("fault_armed")
+                continue
+            if name == self.op:
+                self.seen += 1
+                if self.seen >= self.n:
+                    fire = True
+        if not fire:
+            return None
+        self.fired = True
+        self.st.bump("faults")
+        return self.kind
+
+
+def refuse_call(rec):
+    """@rec (one whole call) with its procedure number made unknown."""
+    b = bytearray(rec)
+    if len(b) >= 24:
+        struct.pack_into(">I", b, 20, 0x7FFF)
+    return bytes(b)
+
+
 def _opaque_len(b, o):
     n = struct.unpack_from(">I", b, o)[0]
     return 4 + ((n + 3) & ~3)
@@ -144,16 +212,18 @@ def _skip_op(op, b, o):
     return None
 
 
-def parse_call(rec, st):
-    """Count one RPC record from the client; its xid if it holds a READ."""
+def parse_call(rec, st, ops=None):
+    """Count one RPC record from the client; its xid if it holds a READ.
+    The names of its operations (NFSv4) or procedure (NFSv3) are appended
+    to @ops if given."""
     reads0 = st.d["reads"]
-    _count_call(rec, st)
+    _count_call(rec, st, ops if ops is not None else [])
     if st.d["reads"] != reads0 and len(rec) >= 4:
         return struct.unpack_from(">I", rec, 0)[0]
     return None
 
 
-def _count_call(rec, st):
+def _count_call(rec, st, ops):
     try:
         xid, mtype = struct.unpack_from(">II", rec, 0)
         if mtype != 0:
@@ -171,6 +241,7 @@ def _count_call(rec, st):
         if vers == 3:
             name = NFS3_PROCS[proc] if proc < len(NFS3_PROCS) else str(proc)
             st.bump("nfs_calls", "3:" + name)
+            ops.append(name)
             if proc == 6:
                 st.bump("reads")
             elif proc == 7:
@@ -190,6 +261,7 @@ def _count_call(rec, st):
             op = struct.unpack_from(">I", rec, o)[0]
             o += 4
             st.bump("nfs4_ops", NFS4_OPS.get(op, str(op)))
+            ops.append(NFS4_OPS.get(op, str(op)))
             if op == 25:
                 st.bump("reads")
             elif op == 38:
@@ -202,33 +274,50 @@ def _count_call(rec, st):
 
 
 class CallParser:
-    """Reassembles RPC records (RFC 5531 record marking) from a stream."""
+    """Reassembles RPC records (RFC 5531 record marking) from a stream.
+    With a @fault, feed() returns what to pass on: a list of (bytes,
+    action), each a whole record (action None, "cut" or "refuse")."""
 
-    def __init__(self, st, reads, calls):
+    def __init__(self, st, reads, calls, fault=None):
         self.st = st
         self.reads = reads  # xids of READ calls in flight on this connection
         self.calls = calls  # xids of all calls in flight on this connection
+        self.fault = fault
         self.buf = bytearray()
         self.frags = bytearray()
+        self.raw = bytearray()  # with a fault: the record's bytes so far
 
     def feed(self, data):
+        out = []
         self.buf += data
         while len(self.buf) >= 4:
             hdr = struct.unpack_from(">I", self.buf, 0)[0]
             n = hdr & 0x7FFFFFFF
             if len(self.buf) < 4 + n:
-                return
+                break
             # Keep only what the parser needs of big fragments (WRITE data).
             self.frags += self.buf[4:4 + min(n, 65536)]
+            if self.fault:
+                self.raw += self.buf[:4 + n]
             del self.buf[:4 + n]
             if hdr & 0x80000000:
                 if len(self.frags) >= 4:  # every call: calls_in_flight
                     self.st.enter(self.calls, "calls",
                                   struct.unpack_from(">I", self.frags, 0)[0])
-                xid = parse_call(bytes(self.frags), self.st)
+                ops = []
+                xid = parse_call(bytes(self.frags), self.st, ops)
                 self.frags = bytearray()
                 if xid is not None:
                     self.st.enter(self.reads, "reads", xid)
+                if self.fault:
+                    raw, self.raw = bytes(self.raw), bytearray()
+                    act = self.fault.check(ops)
+                    if act == "refuse" and len(raw) >= 28:
+                        # the first fragment's header is 4 bytes: the
+                        # call header follows it
+                        raw = raw[:4] + refuse_call(raw[4:28]) + raw[28:]
+                    out.append((raw, act))
+        return out
 
 
 class ReplyParser:
@@ -272,9 +361,14 @@ class ReplyParser:
             i += take
 
 
-async def pump(reader, writer, st, key, delay, parser):
+async def pump(reader, writer, st, key, delay, parser, cut=None):
+    """Pass @reader's bytes to @writer.  With a parser holding a fault
+    (client->server), pass whole records, and on a cut close the
+    connection: set @cut (an asyncio.Event), which the other direction's
+    pump also waits on."""
     q = asyncio.Queue()
     loop = asyncio.get_running_loop()
+    records = parser is not None and getattr(parser, "fault", None) is not None
 
     async def sender():
         while True:
@@ -292,16 +386,32 @@ async def pump(reader, writer, st, key, delay, parser):
             pass
 
     task = asyncio.create_task(sender())
+    cutting = False
     try:
-        while True:
-            data = await reader.read(65536)
+        while not cutting:
+            rd = asyncio.ensure_future(reader.read(65536))
+            if cut is not None:
+                cw = asyncio.ensure_future(cut.wait())
+                await asyncio.wait({rd, cw}, return_when=asyncio.FIRST_COMPLETED)
+                cw.cancel()
+                if cut.is_set():
+                    rd.cancel()
+                    break
+            data = await rd
             if not data:
                 break
             st.bump(key, n=len(data))
-            if parser:
-                parser.feed(data)
+            if records:
+                for rec, act in parser.feed(data):
+                    await q.put((loop.time() + delay, rec))
+                    if act == "cut":
+                        cutting = True
+                        break
+            else:
+                if parser:
+                    parser.feed(data)
+                await q.put((loop.time() + delay, data))
             st.write()
-            await q.put((loop.time() + delay, data))
     except (ConnectionError, OSError):
         pass
     await q.put((0, None))
@@ -309,9 +419,11 @@ async def pump(reader, writer, st, key, delay, parser):
         await task
     except (ConnectionError, OSError):
         pass
+    if cutting:
+        cut.set()
 
 
-async def handle(creader, cwriter, target, st, delay):
+async def handle(creader, cwriter, target, st, delay, fault):
     st.bump("connections")
     st.write()
     try:
@@ -320,9 +432,12 @@ async def handle(creader, cwriter, target, st, delay):
         cwriter.close()
         return
     reads, calls = set(), set()
+    cut = asyncio.Event() if fault else None
     await asyncio.gather(
-        pump(creader, swriter, st, "bytes_to_server", delay, CallParser(st, reads, calls)),
-        pump(sreader, cwriter, st, "bytes_to_client", delay, ReplyParser(st, reads, calls)))
+        pump(creader, swriter, st, "bytes_to_server", delay,
+             CallParser(st, reads, calls, fault), cut),
+        pump(sreader, cwriter, st, "bytes_to_client", delay,
+             ReplyParser(st, reads, calls), cut))
     st.d["reads_in_flight"] -= len(reads)  # the connection closed on them
     st.d["calls_in_flight"] -= len(calls)
     for w in (swriter, cwriter):
@@ -337,6 +452,13 @@ def addr(s):
     return host, int(port)
 
 
+def opcount(s):
+    op, _, n = s.rpartition(":")
+    if not op or not n.isdigit() or int(n) < 1:
+        raise argparse.ArgumentTypeError("expected OP:N (N >= 1), got %r" % s)
+    return op.upper(), int(n)
+
+
 async def main():
     ap = argparse.ArgumentParser(description="counting TCP proxy for NFS tests")
     ap.add_argument("listen", type=addr)
@@ -344,18 +466,29 @@ async def main():
     ap.add_argument("statsfile")
     ap.add_argument("--delay-ms", type=float, default=0.0)
     ap.add_argument("--also", action="append", default=[], metavar="LISTEN=TARGET")
+    ap.add_argument("--cut-after", type=opcount, metavar="OP:N")
+    ap.add_argument("--refuse", type=opcount, metavar="OP:N")
+    ap.add_argument("--arm-after", type=opcount, metavar="OP:N")
     a = ap.parse_args()
+    if a.cut_after and a.refuse:
+        ap.error("--cut-after and --refuse: one fault at a time")
     pairs = [(a.listen, a.target)]
     for spec in a.also:
         l, _, t = spec.partition("=")
         pairs.append((addr(l), addr(t)))
     st = Stats(a.statsfile)
+    fault = None
+    spec = a.cut_after or a.refuse
+    if spec:
+        arm = a.arm_after or (None, 0)
+        fault = Fault("cut" if a.cut_after else "refuse", spec[0], spec[1],
+                      arm[0], arm[1], st)
     st.write(force=True)
     delay = a.delay_ms / 1000.0
     servers = []
     for (lh, lp), target in pairs:
         servers.append(await asyncio.start_server(
-            lambda r, w, t=target: handle(r, w, t, st, delay), lh, lp,
+            lambda r, w, t=target: handle(r, w, t, st, delay, fault), lh, lp,
             reuse_address=True))
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
