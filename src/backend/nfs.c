@@ -56,7 +56,9 @@
  *     one moves to conn->retired, and the call is retried once.  A file's
  *     view whose ctx is not its connection's ctx reopens itself by path
  *     first (a file renamed meanwhile then fails with ENOENT, one renamed
- *     over with ESTALE).
+ *     over with ESTALE).  A broken TCP connection gets a fresh context
+ *     the same way (conn_broken: libnfs 4.0 never reconnects a v4
+ *     context), the call retried once.
  *  5. f->view[i] (its ctx and fh) is used and changed only with conn[i]'s
  *     lock held; view[i].state is a hint read unlocked (set under the lock).
  *
@@ -93,6 +95,10 @@
  *    failed"), so hb_nfs_open first probes the TCP port itself to return
  *    ECONNREFUSED / ETIMEDOUT / EHOSTUNREACH within the timeout.
  *  - O_APPEND is dropped at open: callers give explicit offsets.
+ *  - v4: a context whose TCP connection breaks is never reconnected (the
+ *    v4 mount leaves autoreconnect off; libnfs's debug log says "reconnect
+ *    is disabled"): every later call on it fails with EIO, so the
+ *    connection gets a fresh context (conn_broken, invariant 4).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -285,9 +291,24 @@ static int conn_reset(struct nfs_hb *n, struct nfs_conn *c)
 	return 0;
 }
 
-/* Should a call that returned @r be retried after a conn_reset? */
+/*
+ * Did the call that returned @r fail because @c's TCP connection broke?
+ * A context libnfs does not reconnect (any v4 one: see the top comment)
+ * is dead for good, and every later call on it fails the same way: its
+ * wait for the reply says "nfs_service failed".
+ */
+static int conn_broken(struct nfs_conn *c, int r)
+{
+	const char *m = r == -EIO ? nfs_get_error(c->ctx) : NULL;
+	return m && strstr(m, "nfs_service failed") != NULL;
+}
+
+/* Should a call that returned @r be retried after a conn_reset?  A broken
+ * connection is replaced even when the call is not retried. */
 static int conn_retry(struct nfs_hb *n, struct nfs_conn *c, int r, int attempt)
 {
+	if (conn_broken(c, r))
+		return conn_reset(n, c) == 0 && attempt == 0;
 	return attempt == 0 && state_lost(n, r) && conn_reset(n, c) == 0;
 }
 
@@ -510,6 +531,10 @@ static int rd_getattrs(struct nfs_hb *n, const struct hb_cred *cr,
 		if (nfs_service(ctx, pr < 0 ? 0 : pfd.revents) < 0)
 			broken = 1;
 	}
+	/* libnfs does not reconnect it (conn_broken): a fresh context for
+	 * the next caller; the old one, retired, is never serviced again */
+	if (broken)
+		conn_reset(n, c);
 	conn_put(c);
 	free(child);
 	if (!broken) {
