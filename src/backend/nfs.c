@@ -137,6 +137,8 @@ struct nfs_src {
 	int version;
 };
 
+struct rd_orphan;
+
 struct nfs_conn {
 	pthread_mutex_t lock;
 	struct nfs_context *ctx; /* lock */
@@ -147,6 +149,10 @@ struct nfs_conn {
 	 * files may still hold handles on them; destroyed at close. */
 	struct nfs_context **retired;
 	int nretired;
+	/* lock: the entries of listings whose connection broke, which
+	 * libnfs may still call back into (rd_getattrs); freed at close,
+	 * after the contexts */
+	struct rd_orphan *orphans;
 };
 
 struct nfs_hb {
@@ -418,6 +424,8 @@ static int lstat_locked(struct nfs_conn *c, const char *path, struct hb_attr *at
 
 /* ---- operations ------------------------------------------------------- */
 
+static void rd_orphans_free(struct rd_orphan *o);
+
 static void nfs_hb_close(struct hb *b)
 {
 	struct nfs_hb *n = to_nfs(b);
@@ -430,6 +438,7 @@ static void nfs_hb_close(struct hb *b)
 		for (int j = 0; j < c->nretired; j++)
 			nfs_destroy_context(c->retired[j]);
 		free(c->retired);
+		rd_orphans_free(c->orphans);
 		pthread_mutex_destroy(&c->lock);
 	}
 	free(n);
@@ -463,6 +472,27 @@ enum { RD_HAVE, RD_ASK, RD_SENT };
 
 #define NFS_RD_DEPTH 32 /* GETATTRs of one listing in flight at once */
 
+/* A listing's entries left to a broken connection (nfs_conn.orphans). */
+struct rd_orphan {
+	struct rd_orphan *next;
+	struct rd_ent *ents;
+	size_t cnt;
+	size_t *inflight;
+};
+
+static void rd_orphans_free(struct rd_orphan *o)
+{
+	while (o) {
+		struct rd_orphan *next = o->next;
+		for (size_t i = 0; i < o->cnt; i++)
+			free(o->ents[i].name);
+		free(o->ents);
+		free(o->inflight);
+		free(o);
+		o = next;
+	}
+}
+
 static void rd_getattr_cb(int err, struct nfs_context *ctx, void *data,
 			  void *priv)
 {
@@ -479,7 +509,9 @@ static void rd_getattr_cb(int err, struct nfs_context *ctx, void *data,
  * NFS_RD_DEPTH GETATTRs in flight on one connection instead of one round
  * trip each.  An entry that cannot be asked for gets an error.  Returns
  * 0, -ENOMEM, or -EIO if the connection broke: libnfs may then still
- * call back into @ents, which the caller must leak.
+ * call back into @ents (when the old context is destroyed, at close), so
+ * @ents and their names pass to the connection, which frees them after
+ * its contexts; the caller must not touch them again.
  */
 static int rd_getattrs(struct nfs_hb *n, const struct hb_cred *cr,
 		       const char *dir, struct rd_ent *ents, size_t cnt)
@@ -533,19 +565,20 @@ static int rd_getattrs(struct nfs_hb *n, const struct hb_cred *cr,
 	}
 	/* libnfs does not reconnect it (conn_broken): a fresh context for
 	 * the next caller; the old one, retired, is never serviced again */
-	if (broken)
+	if (broken) {
 		conn_reset(n, c);
+		struct rd_orphan *o = malloc(sizeof(*o));
+		if (o) { /* else leaked: libnfs may still write into them */
+			*o = (struct rd_orphan){c->orphans, ents, cnt, inflight};
+			c->orphans = o;
+		}
+	}
 	conn_put(c);
 	free(child);
 	if (!broken) {
 		free(inflight);
 		return 0;
 	}
-	for (size_t i = 0; i < cnt; i++)
-		if (ents[i].state != RD_HAVE) {
-			ents[i].r = -EIO;
-			ents[i].state = RD_HAVE;
-		}
 	return -EIO;
 }
 
@@ -612,7 +645,7 @@ static int nfs_hb_readdir(struct hb *b, const struct hb_cred *cr,
 	if (!r && cnt) {
 		r = rd_getattrs(n, cr, path, ents, cnt);
 		if (r == -EIO)
-			return r; /* libnfs may still call back into ents: leaked */
+			return r; /* ents belong to the connection now */
 	}
 	for (size_t i = 0; i < cnt && !r; i++) {
 		if (ents[i].r == -ENOENT)
