@@ -11,7 +11,7 @@ BASE_CFLAGS := -std=gnu11 -g -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Isr
 
 ifeq ($(SAN),1)
 B       := build/asan
-OPT     := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+OPT     := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -DHOARD_TEST_HOOKS
 else
 B       := build
 OPT     := -O2

@@ -330,6 +330,20 @@ void hfs_destroy(struct hfs *fs)
 	free(fs);
 }
 
+#ifdef HOARD_TEST_HOOKS
+void hfs_test_point(const char *name)
+{
+	const char *v = getenv("HOARDFS_TEST_PAUSE");
+	size_t n = strlen(name);
+	if (!v || strncmp(v, name, n) || v[n] != ':')
+		return;
+	long ms = atol(v + n + 1);
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+#endif
+
 const struct hfs_stats *hfs_get_stats(struct hfs *fs)
 {
 	return &fs->st;

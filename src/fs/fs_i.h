@@ -319,4 +319,16 @@ void hfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 void hfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		  size_t size, off_t off, struct fuse_file_info *fi);
 
+/* Test points, in the sanitizer build only (-DHOARD_TEST_HOOKS): with
+ * HOARDFS_TEST_PAUSE=NAME:MS in its environment, a thread passing point
+ * NAME sleeps MS milliseconds there, which widens a race window a test
+ * must hit (tests/integration/mount_dir_umount_fills.sh).  Nothing in the
+ * optimised build. */
+#ifdef HOARD_TEST_HOOKS
+void hfs_test_point(const char *name);
+#define HFS_TEST_POINT(name) hfs_test_point(name)
+#else
+#define HFS_TEST_POINT(name) ((void)0)
+#endif
+
 #endif

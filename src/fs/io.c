@@ -157,6 +157,9 @@ static struct hfs_buf *hit_buf_get(struct hfs *fs, uint64_t need)
 	return b ? b : pool_get(fs, 0);
 }
 
+/* Give @b back.  Once the last buffer is back, hfs_io_stop lets
+ * hfs_destroy free the fs: a callback gives its buffer back last, after
+ * everything else it does with the fs, its handle or its node. */
 static void pool_put(struct hfs *fs, struct hfs_buf *b)
 {
 	pthread_mutex_lock(&fs->pool_lock);
@@ -166,6 +169,7 @@ static void pool_put(struct hfs *fs, struct hfs_buf *b)
 		if (--fs->small_inflight == 0)
 			pthread_cond_broadcast(&fs->wq_idle); /* hfs_io_stop */
 		pthread_mutex_unlock(&fs->pool_lock);
+		HFS_TEST_POINT("pool_put");
 		return;
 	}
 	b->next = fs->pool_free;
@@ -173,6 +177,7 @@ static void pool_put(struct hfs *fs, struct hfs_buf *b)
 	fs->pool_inflight--;
 	pthread_cond_broadcast(&fs->wq_idle);
 	pthread_mutex_unlock(&fs->pool_lock);
+	HFS_TEST_POINT("pool_put");
 }
 
 /* ---- handles ---- */
@@ -216,8 +221,8 @@ static void fill_done(void *arg, int64_t res)
 		if (r < 0 && r != -ENOENT)
 			add(&fs->st.cache_errors, 1);
 	}
-	pool_put(fs, b);
 	hfs_fh_put(fs, fh);
+	pool_put(fs, b); /* last: see pool_put */
 }
 
 /* Store @n bytes read from the server at block offset @aoff (in @b->data)
@@ -239,8 +244,8 @@ static void fill_submit(struct hfs *fs, struct hfs_fh *fh, struct hfs_buf *b,
 	if (r < 0) {
 		if (r != -ENOENT)
 			add(&fs->st.cache_errors, 1);
-		pool_put(fs, b);
 		hfs_fh_put(fs, fh);
+		pool_put(fs, b);
 	}
 }
 
@@ -436,8 +441,8 @@ static void hit_done(void *arg, int64_t res)
 		atomic_store_explicit(&fh->last_hit, true, memory_order_relaxed);
 		fuse_reply_buf(b->req, (const char *)b->data + skip, b->size);
 		hit_stats(fs, b->size, b->t0);
-		pool_put(fs, b);
 		hfs_fh_put(fs, fh);
+		pool_put(fs, b); /* last: see pool_put */
 		return;
 	}
 	/* Not all there (the hint was wrong, or reclaimed or failed
@@ -448,11 +453,11 @@ static void hit_done(void *arg, int64_t res)
 		add(&fs->st.cache_errors, 1);
 	struct hfs_job j = {.kind = HFS_JOB_MISS, .fh = fh, .req = b->req,
 			    .off = b->off, .len = b->size, .t0 = b->t0};
-	pool_put(fs, b);
 	if (!wq_push(fs, &j)) {
 		do_miss(fs, j.req, fh, j.off, j.len, j.t0);
 		hfs_fh_put(fs, fh);
 	}
+	pool_put(fs, b); /* last: see pool_put */
 }
 
 static void hit_stats(struct hfs *fs, size_t got, uint64_t t0)
