@@ -225,7 +225,8 @@ int cmd_ls(int argc, char **argv)
 			fprintf(stderr, "hoardfs ls: %s: %s\n", path, strerror(-r));
 			goto out;
 		}
-		qsort(list.v, list.n, sizeof(list.v[0]), cmp_ent);
+		if (list.n) /* an empty directory: list.v is NULL */
+			qsort(list.v, list.n, sizeof(list.v[0]), cmp_ent);
 		for (size_t i = 0; i < list.n; i++)
 			print_ent(&list.v[i], lng, term);
 	} else {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Description: the nfs (v3 and v4) and dir backends, seen through
 # `hoardfs ls`, show a real directory exactly: listings with attributes,
-# file bytes (including a sparse file above 4 GiB), awkward names; an
-# unreachable server fails within the timeout with a clear message.
+# file bytes (including a sparse file above 4 GiB), awkward names, an
+# empty directory; an unreachable server fails within the timeout with a
+# clear message.
 # Server: ganesha on 127.0.0.21 (unique to this test).  Exit 0/1/77.
 set -u
 top=${HOARDFS_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -24,7 +25,7 @@ fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 # ---- the tree -------------------------------------------------------------
 ex=$work/export
-mkdir -p "$ex/dir/nested" || exit 1
+mkdir -p "$ex/dir/nested" "$ex/dir/void" || exit 1 # void: an empty directory
 : >"$ex/empty"
 printf 'hello\n' >"$ex/small"
 head -c $((1024 * 1024 + 1)) /dev/urandom >"$ex/1MiB+1"
@@ -60,7 +61,7 @@ EOF
 check_source() { # NAME SOURCE
 	local name=$1 src=$2 f
 	echo "== $name: $src"
-	for d in / /dir /dir/nested; do
+	for d in / /dir /dir/nested /dir/void; do
 		expect_listing "$ex$d" >expected.lst
 		if ! "$bin" ls "$src" "$d" -l -0 >got.lst 2>err.txt; then
 			fail "$name: ls $d: $(cat err.txt)"
