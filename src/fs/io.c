@@ -251,8 +251,11 @@ static void fill_submit(struct hfs *fs, struct hfs_fh *fh, struct hfs_buf *b,
 
 /* ---- the miss path ---- */
 
+/* @may_wait: false on an I/O completion thread, which must not block
+ * waiting for a buffer (completions are what give buffers back): with
+ * none free, the fill is skipped. */
 static void do_miss(struct hfs *fs, fuse_req_t req, struct hfs_fh *fh,
-		    uint64_t off, size_t size, uint64_t t0)
+		    uint64_t off, size_t size, uint64_t t0, bool may_wait)
 {
 	uint8_t *tb = thread_buf();
 	uint64_t aoff = RND_DOWN(off), alen = RND_UP(off + size) - aoff;
@@ -295,7 +298,7 @@ static void do_miss(struct hfs *fs, fuse_req_t req, struct hfs_fh *fh,
 		pool_put(fs, b);
 	if (!fillable || n == 0)
 		return;
-	b = pool_get_wait(fs);
+	b = may_wait ? pool_get_wait(fs) : pool_get(fs, 0);
 	if (!b) {
 		add(&fs->st.fill_skipped, 1);
 		return;
@@ -381,7 +384,7 @@ static void *worker(void *arg)
 		if (j.kind == HFS_JOB_RA)
 			do_readahead(fs, j.fh, j.off, j.len);
 		else
-			do_miss(fs, j.req, j.fh, j.off, j.len, j.t0);
+			do_miss(fs, j.req, j.fh, j.off, j.len, j.t0, true);
 		hfs_fh_put(fs, j.fh);
 		pthread_mutex_lock(&fs->wq_lock);
 		fs->wq_active--;
@@ -454,7 +457,7 @@ static void hit_done(void *arg, int64_t res)
 	struct hfs_job j = {.kind = HFS_JOB_MISS, .fh = fh, .req = b->req,
 			    .off = b->off, .len = b->size, .t0 = b->t0};
 	if (!wq_push(fs, &j)) {
-		do_miss(fs, j.req, fh, j.off, j.len, j.t0);
+		do_miss(fs, j.req, fh, j.off, j.len, j.t0, false);
 		hfs_fh_put(fs, fh);
 	}
 	pool_put(fs, b); /* last: see pool_put */
@@ -564,7 +567,7 @@ void hfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			return;
 		}
 	}
-	do_miss(fs, req, fh, uoff, size, t0);
+	do_miss(fs, req, fh, uoff, size, t0, true);
 	hfs_fh_put(fs, fh);
 }
 

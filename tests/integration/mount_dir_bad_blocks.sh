@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Description: cached data that fails its checksum is never served.  A
+# file is read through the mount (the cache fills), then, unmounted, one
+# byte of every block of the cache's data area is flipped.  After a
+# remount the file reads back equal to the source — whole reads (the
+# asynchronous hit path: a hit that fails verification becomes a miss and
+# goes to the server), small reads at scattered offsets (the synchronous
+# one) — with the checksum failures counted and the bytes fetched from the
+# server; those reads fill the cache again, and after another remount the
+# file is served from the cache, equal, with nothing from the server.
+. "$(dirname "$0")/mount_common.bash"
+
+head -c 6291456 /dev/urandom >"$SRC/f"
+head -c 10000 /dev/urandom >"$SRC/g"
+"$HOARDFS_BIN" format "$CACHE" --size 64M >/dev/null || fail "format"
+mount_hoard "dir:$SRC" "$MNT"
+cat "$MNT/f" "$MNT/g" >/dev/null || fail "first read"
+umount_hoard "$MNT"
+
+# flip byte 100 of every block of the data area (superblock: data_start at
+# offset 88, nbuckets at 96, bucket_blocks at 52; docs/FORMAT.md)
+python3 - "$CACHE" <<'PY' || fail "could not damage the data area"
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    sb = f.read(4096)
+    bucket_blocks, = struct.unpack_from("<I", sb, 52)
+    data_start, nbuckets = struct.unpack_from("<QQ", sb, 88)
+    for blk in range(data_start, data_start + nbuckets * bucket_blocks):
+        f.seek(blk * 4096 + 100)
+        b = f.read(1)
+        f.seek(blk * 4096 + 100)
+        f.write(bytes([b[0] ^ 0x5a]))
+PY
+
+mount_hoard "dir:$SRC" "$MNT"
+cmp "$SRC/f" "$MNT/f" || fail "f: bytes from a damaged cache"
+cmp "$SRC/g" "$MNT/g" || fail "g: bytes from a damaged cache"
+bad=$(stat_field "$MNT" cache.csum_errors)
+[ "$bad" -gt 0 ] || fail "no checksum failure counted (csum_errors=$bad): was the cache read at all?"
+from=$(stat_field "$MNT" bytes_from_server)
+[ "$from" -ge 6291456 ] || fail "only $from bytes from the server for a 6 MiB file whose cached blocks are all bad"
+umount_hoard "$MNT"
+
+# small reads at scattered offsets, on the refilled cache damaged again
+python3 - "$CACHE" <<'PY' || fail "could not damage the data area (2)"
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    sb = f.read(4096)
+    bucket_blocks, = struct.unpack_from("<I", sb, 52)
+    data_start, nbuckets = struct.unpack_from("<QQ", sb, 88)
+    for blk in range(data_start, data_start + nbuckets * bucket_blocks):
+        f.seek(blk * 4096 + 200)
+        b = f.read(1)
+        f.seek(blk * 4096 + 200)
+        f.write(bytes([b[0] ^ 0xa5]))
+PY
+mount_hoard "dir:$SRC" "$MNT"
+python3 - "$SRC/f" "$MNT/f" <<'PY' || fail "small reads returned bytes from a damaged cache"
+import os, random, sys
+a, b = (os.open(p, os.O_RDONLY) for p in sys.argv[1:3])
+size = os.fstat(a).st_size
+rnd = random.Random(7)
+for _ in range(300):
+    off, n = rnd.randrange(0, size - 5000), rnd.choice((1, 512, 4096, 5000))
+    if os.pread(a, n, off) != os.pread(b, n, off):
+        sys.exit("differs at %d+%d" % (off, n))
+PY
+cmp "$SRC/f" "$MNT/f" || fail "f differs after the small reads"
+cmp "$SRC/g" "$MNT/g" || fail "g: bytes from a damaged cache (2)"
+[ "$(stat_field "$MNT" cache.csum_errors)" -gt 0 ] || fail "small reads: no checksum failure counted"
+umount_hoard "$MNT"
+
+# the misses refilled the cache: served from it, equal, nothing from the server
+mount_hoard "dir:$SRC" "$MNT"
+cmp "$SRC/f" "$MNT/f" || fail "f differs when read from the refilled cache"
+cmp "$SRC/g" "$MNT/g" || fail "g differs when read from the refilled cache"
+expect_eq "bytes from the server once refilled" 0 "$(stat_field "$MNT" bytes_from_server)"
+expect_eq "checksum failures once refilled" 0 "$(stat_field "$MNT" cache.csum_errors)"
+umount_hoard "$MNT"
+if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$LOG"; then
+	fail "sanitizer report in the daemon's log: $(grep -E -A12 "ERROR: (Address|Leak)Sanitizer|runtime error:" "$LOG" | head -24)"
+fi
+echo PASS
