@@ -210,22 +210,6 @@ static int mount_fail(const char *fmt, ...)
 
 /* ---- a cache another process holds (O1) ---- */
 
-/* mountinfo's escapes (\\040 for a space, ...) undone in place */
-static void unescape_octal(char *s)
-{
-	char *o = s;
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*o++ = *s;
-		}
-	}
-	*o = 0;
-}
-
 /* The pid holding the engine's flock on @path (/proc/locks), or 0. */
 static pid_t lock_holder(const char *path)
 {
@@ -263,7 +247,7 @@ static int serving(pid_t pid, char *mp, size_t len)
 		if (!dash || sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1 ||
 		    sscanf(dash + 3, "%63s", fstype) != 1 || strncmp(fstype, "fuse", 4))
 			continue;
-		unescape_octal(point);
+		hfs_mountinfo_unescape(point);
 		if (hd_ctl_query(point, "pid", ans, sizeof(ans), 1000) > 0 &&
 		    atoi(ans) == (int)pid) {
 			snprintf(mp, len, "%s", point);

@@ -85,6 +85,22 @@ static void opt_escape(char *dst, size_t len, const char *src)
 	dst[j] = '\0';
 }
 
+/* mountinfo's escapes (\\040 for a space, ...) undone in place */
+void hfs_mountinfo_unescape(char *s)
+{
+	char *o = s;
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = 0;
+}
+
 /* The kernel reads ahead on a FUSE mount by at most its bdi's
  * read_ahead_kb (128 KiB by default): INIT can only lower it.  Raise it to
  * HFS_READAHEAD before INIT, found through /proc/self/mountinfo (a stat of
@@ -102,6 +118,7 @@ static void raise_readahead(const char *mountpoint)
 		char mdev[32], mpt[PATH_MAX];
 		if (sscanf(line, "%*s %*s %31s %*s %4095s", mdev, mpt) != 2)
 			continue;
+		hfs_mountinfo_unescape(mpt);
 		if (!strcmp(mpt, real) && strstr(line, "fuse.hoardfs"))
 			snprintf(dev, sizeof(dev), "%s", mdev); /* the last one wins */
 	}

@@ -87,5 +87,8 @@ void hfs_node_counts(struct hfs *fs, uint64_t *nodes, uint64_t *names,
 		     uint64_t *peak);
 /* Percentile @p (0..100) of read latency in microseconds. */
 uint64_t hfs_lat_percentile(const struct hfs_stats *st, double p);
+/* /proc/self/mountinfo's octal escapes (\\040 for a space, ...) undone
+ * in place. */
+void hfs_mountinfo_unescape(char *s);
 
 #endif
