@@ -100,6 +100,35 @@ wait_until() {
 	done
 }
 
+# proxy_start LISTEN SERVER [OPTION...]: tests/lib/countproxy.py from
+# LISTEN:2049 to SERVER:2049, and from LISTEN to SERVER on NFS_MOUNT_PORT
+# (NFSv3's MOUNT), with these options (faults: --cut-after, --refuse...),
+# counting afresh into $W/stats.json; returns once it listens (bounded).
+# proxy_stop: stops it and waits until its port is closed.  pstat FIELD:
+# a field of its stats (0 before there is one).
+_proxy_pid="" _proxy_listen=""
+proxy_start() {
+	local listen=$1 server=$2
+	shift 2
+	rm -f "$W/stats.json"
+	python3 "$TOP/tests/lib/countproxy.py" "$@" "$listen:2049" "$server:2049" "$W/stats.json" \
+		--also "$listen:$NFS_MOUNT_PORT=$server:$NFS_MOUNT_PORT" >"$W/proxy.log" 2>&1 &
+	_proxy_pid=$! _proxy_listen=$listen
+	_pids+=($_proxy_pid)
+	wait_until 20 bash -c "ss -ltn | grep -q '$listen:2049 '" ||
+		fail "the proxy did not start: $(cat "$W/proxy.log")"
+}
+proxy_stop() {
+	kill "$_proxy_pid"
+	wait_until 20 bash -c "! kill -0 $_proxy_pid 2>/dev/null" || fail "the proxy does not stop"
+	wait_until 20 bash -c "! ss -ltn | grep -q '$_proxy_listen:2049 '" || fail "the proxy's port stays open"
+}
+pstat() {
+	python3 -c 'import json, sys
+try: print(json.load(open(sys.argv[1])).get(sys.argv[2], 0))
+except FileNotFoundError: print(0)' "$W/stats.json" "$1"
+}
+
 # same_tree A B: identical names, types, sizes, modes and contents.
 same_tree() {
 	python3 - "$1" "$2" <<'EOF'

@@ -17,20 +17,25 @@ mount_hoard "dir:$SRC" "$MNT"
 cat "$MNT/f" "$MNT/g" >/dev/null || fail "first read"
 umount_hoard "$MNT"
 
-# flip byte 100 of every block of the data area (superblock: data_start at
-# offset 88, nbuckets at 96, bucket_blocks at 52; docs/FORMAT.md)
-python3 - "$CACHE" <<'PY' || fail "could not damage the data area"
+# damage OFFSET XOR: flip byte OFFSET of every block of the data area
+# (superblock: bucket_blocks at offset 52, data_start at 88, nbuckets at
+# 96; docs/FORMAT.md)
+damage() {
+	python3 - "$CACHE" "$1" "$2" <<'PY' || fail "could not damage the data area"
 import struct, sys
+off, xor = int(sys.argv[2]), int(sys.argv[3], 0)
 with open(sys.argv[1], "r+b") as f:
     sb = f.read(4096)
     bucket_blocks, = struct.unpack_from("<I", sb, 52)
     data_start, nbuckets = struct.unpack_from("<QQ", sb, 88)
     for blk in range(data_start, data_start + nbuckets * bucket_blocks):
-        f.seek(blk * 4096 + 100)
+        f.seek(blk * 4096 + off)
         b = f.read(1)
-        f.seek(blk * 4096 + 100)
-        f.write(bytes([b[0] ^ 0x5a]))
+        f.seek(blk * 4096 + off)
+        f.write(bytes([b[0] ^ xor]))
 PY
+}
+damage 100 0x5a
 
 mount_hoard "dir:$SRC" "$MNT"
 cmp "$SRC/f" "$MNT/f" || fail "f: bytes from a damaged cache"
@@ -42,18 +47,7 @@ from=$(stat_field "$MNT" bytes_from_server)
 umount_hoard "$MNT"
 
 # small reads at scattered offsets, on the refilled cache damaged again
-python3 - "$CACHE" <<'PY' || fail "could not damage the data area (2)"
-import struct, sys
-with open(sys.argv[1], "r+b") as f:
-    sb = f.read(4096)
-    bucket_blocks, = struct.unpack_from("<I", sb, 52)
-    data_start, nbuckets = struct.unpack_from("<QQ", sb, 88)
-    for blk in range(data_start, data_start + nbuckets * bucket_blocks):
-        f.seek(blk * 4096 + 200)
-        b = f.read(1)
-        f.seek(blk * 4096 + 200)
-        f.write(bytes([b[0] ^ 0xa5]))
-PY
+damage 200 0xa5
 mount_hoard "dir:$SRC" "$MNT"
 python3 - "$SRC/f" "$MNT/f" <<'PY' || fail "small reads returned bytes from a damaged cache"
 import os, random, sys

@@ -25,14 +25,7 @@ for i in $(seq 1 $nfiles); do head -c $((i * 37)) /dev/urandom >"$exp/many/f$i";
 nfs_server_start "$exp" 127.0.0.81 >"$W/nfs-start.log" 2>&1 || skip "no NFS server: $(tail -n 3 "$W/nfs-start.log")"
 
 proxy=127.0.0.82
-python3 "$TOP/tests/lib/countproxy.py" --arm-after READDIR:1 --cut-after GETATTR:40 \
-	"$proxy:2049" "127.0.0.81:2049" "$W/stats.json" >"$W/proxy.log" 2>&1 &
-_pids+=($!)
-wait_until 20 bash -c "ss -ltn | grep -q '$proxy:2049 '" ||
-	fail "the proxy did not start: $(cat "$W/proxy.log")"
-pstat() { # a field of the proxy's stats
-	python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], 0))' "$W/stats.json" "$1"
-}
+proxy_start $proxy 127.0.0.81 --arm-after READDIR:1 --cut-after GETATTR:40
 url="nfs://$proxy:2049$NFS_EXPORT?version=4"
 
 # "name size" lines, sorted: what a listing of many/ must say

@@ -17,31 +17,13 @@ mkdir -p "$exp"
 head -c 8388608 /dev/urandom >"$exp/f"
 nfs_server_start "$exp" 127.0.0.87 >"$W/nfs-start.log" 2>&1 || skip "no NFS server: $(tail -n 3 "$W/nfs-start.log")"
 proxy=127.0.0.88
-ppid_=""
-proxy_start() { # FAULT...
-	rm -f "$W/stats.json"
-	python3 "$TOP/tests/lib/countproxy.py" "$@" "$proxy:2049" "127.0.0.87:2049" "$W/stats.json" \
-		--also "$proxy:$NFS_MOUNT_PORT=127.0.0.87:$NFS_MOUNT_PORT" >"$W/proxy.log" 2>&1 &
-	ppid_=$!
-	_pids+=($ppid_)
-	wait_until 20 bash -c "ss -ltn | grep -q '$proxy:2049 '" ||
-		fail "the proxy did not start: $(cat "$W/proxy.log")"
-}
-proxy_stop() {
-	kill "$ppid_"
-	wait_until 20 bash -c "! kill -0 $ppid_ 2>/dev/null" || fail "the proxy does not stop"
-	wait_until 20 bash -c "! ss -ltn | grep -q '$proxy:2049 '" || fail "the proxy's port stays open"
-}
-pstat() { # a field of the proxy's stats
-	python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], 0))' "$W/stats.json" "$1"
-}
 
 for ver in 3 4; do
 	if [ "$ver" = 3 ]; then url="nfs://$proxy:2049$exp?version=3&mountport=$NFS_MOUNT_PORT"
 	else url="nfs://$proxy:2049$exp?version=4"; fi
 	note "v$ver: the connection breaks after the third READ"
 	rm -f "$CACHE"
-	proxy_start --cut-after READ:3
+	proxy_start $proxy 127.0.0.87 --cut-after READ:3
 	mount_hoard "$url" "$MNT" timeout=5,nconn=1
 	pid=$(stat_field "$MNT" pid)
 	timeout 60 cat "$MNT/f" >"$W/got" 2>"$W/cat.err"
@@ -60,7 +42,7 @@ for ver in 3 4; do
 	timeout 60 cmp "$exp/f" "$MNT/f" || fail "v$ver: the next read through the mount is not the file"
 	umount_hoard "$MNT"
 	proxy_stop
-	proxy_start
+	proxy_start $proxy 127.0.0.87
 	echo 3 >/proc/sys/vm/drop_caches
 	mount_hoard "$url" "$MNT" timeout=5,nconn=1
 	cmp "$exp/f" "$MNT/f" || fail "v$ver: the cached file differs after a remount"

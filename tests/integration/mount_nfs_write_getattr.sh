@@ -27,26 +27,6 @@ head -c 50000 /dev/urandom >"$exp/f" # not empty: nfs_server_start lists it
 nfs_server_start "$exp" 127.0.0.85 >"$W/nfs-start.log" 2>&1 || skip "no NFS server: $(tail -n 3 "$W/nfs-start.log")"
 proxy=127.0.0.86
 url="nfs://$proxy:2049$NFS_EXPORT?version=4"
-ppid_=""
-
-# proxy_start FAULT...: a proxy of its own with these fault options
-proxy_start() {
-	rm -f "$W/stats.json"
-	python3 "$TOP/tests/lib/countproxy.py" "$@" "$proxy:2049" "127.0.0.85:2049" \
-		"$W/stats.json" >"$W/proxy.log" 2>&1 &
-	ppid_=$!
-	_pids+=($ppid_)
-	wait_until 20 bash -c "ss -ltn | grep -q '$proxy:2049 '" ||
-		fail "the proxy did not start: $(cat "$W/proxy.log")"
-}
-proxy_stop() {
-	kill "$ppid_"
-	wait_until 20 bash -c "! kill -0 $ppid_ 2>/dev/null" || fail "the proxy does not stop"
-	wait_until 20 bash -c "! ss -ltn | grep -q '$proxy:2049 '" || fail "the proxy's port stays open"
-}
-pstat() { # a field of the proxy's stats
-	python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], 0))' "$W/stats.json" "$1"
-}
 # same_file WHAT: the mount's size, mtime and bytes of f are the server's;
 # the attributes as the kernel has them and as the daemon gives them
 # (--cached=never: a GETATTR to the daemon, which answers from its
@@ -63,8 +43,8 @@ for mode in refused cut; do
 	head -c 50000 /dev/urandom >"$exp/f"
 	touch -d 2001-02-03 "$exp/f" # the write's mtime differs in seconds
 	head -c 70000 /dev/urandom >"$W/new"
-	if [ "$mode" = refused ]; then proxy_start --arm-after WRITE:1 --refuse GETATTR:1
-	else proxy_start --arm-after WRITE:1 --cut-after GETATTR:1; fi
+	if [ "$mode" = refused ]; then proxy_start $proxy 127.0.0.85 --arm-after WRITE:1 --refuse GETATTR:1
+	else proxy_start $proxy 127.0.0.85 --arm-after WRITE:1 --cut-after GETATTR:1; fi
 	rm -f "$CACHE"
 	mount_hoard "$url" "$MNT" timeout=5,nconn=1
 	dpid=${_pids[-1]}
@@ -110,7 +90,7 @@ PY
 	same_file "$mode: after dropping the kernel's caches"
 	umount_hoard "$MNT"
 	proxy_stop
-	proxy_start
+	proxy_start $proxy 127.0.0.85
 	mount_hoard "$url" "$MNT" timeout=5,nconn=1
 	same_file "$mode: after a remount"
 	umount_hoard "$MNT"
