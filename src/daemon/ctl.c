@@ -150,6 +150,8 @@ static void stats_doc(struct hd_ctl *ctl, struct out *o, int table)
 		put(o, "from cache      %llu bytes\n", L(s->cache_bytes));
 		put(o, "cached          %llu bytes, %llu ranges skipped (no buffer)\n",
 		    L(s->fill_bytes), L(s->fill_skipped));
+		put(o, "work queue full %llu times (misses read on a completion thread)\n",
+		    L(s->wq_full));
 		put(o, "writes          %llu ops, %llu bytes\n", L(s->write_ops),
 		    L(s->write_bytes));
 		put(o, "read latency    p50 %llu us, p90 %llu us, p99 %llu us\n",
@@ -181,9 +183,10 @@ static void stats_doc(struct hd_ctl *ctl, struct out *o, int table)
 	    L(s->read_ops), L(s->read_bytes), L(s->hit_ops), L(s->hit_bytes),
 	    L(s->miss_ops), L(s->miss_bytes));
 	put(o, " \"bytes_from_server\": %llu, \"bytes_from_cache\": %llu, "
-	    "\"readahead_bytes\": %llu, \"fill_bytes\": %llu, \"fill_skipped\": %llu,\n",
+	    "\"readahead_bytes\": %llu, \"fill_bytes\": %llu, \"fill_skipped\": %llu, "
+	    "\"wq_full\": %llu,\n",
 	    L(s->server_bytes), L(s->cache_bytes), L(s->ra_bytes),
-	    L(s->fill_bytes), L(s->fill_skipped));
+	    L(s->fill_bytes), L(s->fill_skipped), L(s->wq_full));
 	put(o, " \"writes\": {\"ops\": %llu, \"bytes\": %llu},\n", L(s->write_ops),
 	    L(s->write_bytes));
 	put(o, " \"lookups\": %llu, \"opens\": %llu, \"getattrs\": %llu, "

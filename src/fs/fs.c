@@ -359,6 +359,12 @@ void hfs_test_point(const char *name)
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
 }
+
+bool hfs_test_fail(const char *name)
+{
+	const char *v = getenv("HOARDFS_TEST_FAIL");
+	return v && !strcmp(v, name);
+}
 #endif
 
 const struct hfs_stats *hfs_get_stats(struct hfs *fs)

@@ -49,6 +49,9 @@ struct hfs_stats {
 	atomic_uint_fast64_t cache_bytes;   /* bytes read from the cache */
 	atomic_uint_fast64_t fill_bytes;    /* bytes handed to hoard_write */
 	atomic_uint_fast64_t fill_skipped;  /* ranges not cached: pool empty */
+	atomic_uint_fast64_t wq_full;       /* hits turned misses that found the
+					       work queue full: read from the
+					       server on a completion thread */
 	atomic_uint_fast64_t ra_bytes;      /* readahead bytes fetched */
 	atomic_uint_fast64_t write_ops, write_bytes;
 	atomic_uint_fast64_t invalidations; /* objects dropped by coherency */

@@ -322,13 +322,19 @@ void hfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 /* Test points, in the sanitizer build only (-DHOARD_TEST_HOOKS): with
  * HOARDFS_TEST_PAUSE=NAME:MS in its environment, a thread passing point
  * NAME sleeps MS milliseconds there, which widens a race window a test
- * must hit (tests/integration/mount_dir_umount_fills.sh).  Nothing in the
- * optimised build. */
+ * must hit (tests/integration/mount_dir_umount_fills.sh).  With
+ * HOARDFS_TEST_FAIL=NAME, HFS_TEST_FAIL(NAME) is true: the call there
+ * fails as it would when out of room, which reaches an error path a test
+ * cannot otherwise make happen on purpose (mount_dir_wq_full.sh).
+ * Nothing in the optimised build. */
 #ifdef HOARD_TEST_HOOKS
 void hfs_test_point(const char *name);
+bool hfs_test_fail(const char *name);
 #define HFS_TEST_POINT(name) hfs_test_point(name)
+#define HFS_TEST_FAIL(name) hfs_test_fail(name)
 #else
 #define HFS_TEST_POINT(name) ((void)0)
+#define HFS_TEST_FAIL(name) false
 #endif
 
 #endif

@@ -312,6 +312,8 @@ static void do_miss(struct hfs *fs, fuse_req_t req, struct hfs_fh *fh,
 static bool wq_push(struct hfs *fs, const struct hfs_job *j)
 {
 	bool ok = false;
+	if (HFS_TEST_FAIL("wq_push"))
+		return false; /* as if full: tests/integration/mount_dir_wq_full.sh */
 	pthread_mutex_lock(&fs->wq_lock);
 	if (!fs->wq_stop && fs->wq_len < HFS_WQ_LEN) {
 		fs->wq[(fs->wq_head + fs->wq_len) % HFS_WQ_LEN] = *j;
@@ -457,6 +459,7 @@ static void hit_done(void *arg, int64_t res)
 	struct hfs_job j = {.kind = HFS_JOB_MISS, .fh = fh, .req = b->req,
 			    .off = b->off, .len = b->size, .t0 = b->t0};
 	if (!wq_push(fs, &j)) {
+		add(&fs->st.wq_full, 1);
 		do_miss(fs, j.req, fh, j.off, j.len, j.t0, false);
 		hfs_fh_put(fs, fh);
 	}

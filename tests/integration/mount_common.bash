@@ -129,6 +129,25 @@ try: print(json.load(open(sys.argv[1])).get(sys.argv[2], 0))
 except FileNotFoundError: print(0)' "$W/stats.json" "$1"
 }
 
+# damage OFFSET XOR: flip byte OFFSET of every block of $CACHE's data
+# area, unmounted (superblock: bucket_blocks at offset 52, data_start at
+# 88, nbuckets at 96; docs/FORMAT.md)
+damage() {
+	python3 - "$CACHE" "$1" "$2" <<'PY' || fail "could not damage the data area"
+import struct, sys
+off, xor = int(sys.argv[2]), int(sys.argv[3], 0)
+with open(sys.argv[1], "r+b") as f:
+    sb = f.read(4096)
+    bucket_blocks, = struct.unpack_from("<I", sb, 52)
+    data_start, nbuckets = struct.unpack_from("<QQ", sb, 88)
+    for blk in range(data_start, data_start + nbuckets * bucket_blocks):
+        f.seek(blk * 4096 + off)
+        b = f.read(1)
+        f.seek(blk * 4096 + off)
+        f.write(bytes([b[0] ^ xor]))
+PY
+}
+
 # same_tree A B: identical names, types, sizes, modes and contents.
 same_tree() {
 	python3 - "$1" "$2" <<'EOF'

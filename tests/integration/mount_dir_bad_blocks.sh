@@ -17,24 +17,6 @@ mount_hoard "dir:$SRC" "$MNT"
 cat "$MNT/f" "$MNT/g" >/dev/null || fail "first read"
 umount_hoard "$MNT"
 
-# damage OFFSET XOR: flip byte OFFSET of every block of the data area
-# (superblock: bucket_blocks at offset 52, data_start at 88, nbuckets at
-# 96; docs/FORMAT.md)
-damage() {
-	python3 - "$CACHE" "$1" "$2" <<'PY' || fail "could not damage the data area"
-import struct, sys
-off, xor = int(sys.argv[2]), int(sys.argv[3], 0)
-with open(sys.argv[1], "r+b") as f:
-    sb = f.read(4096)
-    bucket_blocks, = struct.unpack_from("<I", sb, 52)
-    data_start, nbuckets = struct.unpack_from("<QQ", sb, 88)
-    for blk in range(data_start, data_start + nbuckets * bucket_blocks):
-        f.seek(blk * 4096 + off)
-        b = f.read(1)
-        f.seek(blk * 4096 + off)
-        f.write(bytes([b[0] ^ xor]))
-PY
-}
 damage 100 0x5a
 
 mount_hoard "dir:$SRC" "$MNT"
