@@ -29,12 +29,15 @@ CRASH_SRC  := $(wildcard tests/crash/*.c)
 CRASH_BIN  := $(CRASH_SRC:tests/crash/%.c=$(B)/tests/%)
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(B)/obj/%.o)
+# tools the integration tests run (not tests themselves)
+TOOL_SRC   := $(wildcard tests/tools/*.c)
+TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/tools/%)
 BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
 .PHONY: all deps check check-build unit crash fuzz integration torture fuzz-long bench clean lint
 
-all: $(B)/libhoard.a $(B)/hoardfs $(UNIT_BIN) $(CRASH_BIN) $(BENCH_BIN)
+all: $(B)/libhoard.a $(B)/hoardfs $(UNIT_BIN) $(CRASH_BIN) $(TOOL_BIN) $(BENCH_BIN)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -54,6 +57,10 @@ $(B)/tests/%: tests/unit/%.c $(TESTLIB_OBJ) $(B)/libhoard.a
 $(B)/tests/%: tests/crash/%.c $(TESTLIB_OBJ) $(B)/libhoard.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(TESTLIB_OBJ) $(B)/libhoard.a $(PKG_LIBS) -lpthread
+
+$(B)/tests/tools/%: tests/tools/%.c $(B)/libhoard.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libhoard.a $(PKG_LIBS) -lpthread
 
 $(B)/bench/%: bench/%.c $(B)/libhoard.a
 	@mkdir -p $(dir $@)

@@ -1150,31 +1150,52 @@ struct load_ctx {
 	bool usable;     /* every record well formed and fresh */
 };
 
+/* A mode a server can give: one of the seven file types. */
+static bool mode_valid(uint32_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFREG: case S_IFDIR: case S_IFLNK: case S_IFCHR: case S_IFBLK:
+	case S_IFIFO: case S_IFSOCK:
+		return true;
+	}
+	return false;
+}
+
+/* One DIRENT record into the listing, if it is one store_listing could
+ * have written: the backends never list "." or "..", and store_listing
+ * stores no name longer than 255 bytes; everything reaches the kernel
+ * and the node table as it is (mount_dir_bad_dirents.sh). */
 static int load_cb(uint64_t rid, const void *val, size_t len, void *arg)
 {
 	struct load_ctx *c = arg;
 	const uint8_t *p = val;
+	const char *name = (const char *)p + DIRENT_HDR;
 	uint16_t l, flags;
+	uint32_t mode;
 	uint64_t fileid, at;
 	if (len < DIRENT_HDR)
 		goto unusable;
 	memcpy(&fileid, p, 8);
+	memcpy(&mode, p + 8, 4);
 	memcpy(&l, p + 12, 2);
 	memcpy(&flags, p + 14, 2);
 	memcpy(&at, p + 16, 8);
 	l = le16toh(l);
-	if (len != DIRENT_HDR + (size_t)l || l == 0 ||
-	    rid != hfs_name_hash(0, (const char *)p + DIRENT_HDR, l) ||
-	    memchr(p + DIRENT_HDR, '/', l) || memchr(p + DIRENT_HDR, 0, l) ||
+	if (len != DIRENT_HDR + (size_t)l || l == 0 || l > 255 ||
+	    rid != hfs_name_hash(0, name, l) ||
+	    memchr(name, '/', l) || memchr(name, 0, l) ||
+	    (name[0] == '.' && (l == 1 || (l == 2 && name[1] == '.'))) ||
 	    !(le16toh(flags) & DIRENT_HAS_ATTR))
 		goto unusable;
 	struct hb_attr a;
 	attr_decode(p + 24, &a);
 	at = le64toh(at);
-	if (a.fileid != le64toh(fileid) ||
-	    ac_left(c->fs, &a, at, c->lc.now) <= 0)
+	if (a.fileid != le64toh(fileid) || a.mode != le32toh(mode) ||
+	    !mode_valid(a.mode))
+		goto unusable;
+	if (ac_left(c->fs, &a, at, c->lc.now) <= 0)
 		goto unusable; /* stale: the server is asked again */
-	struct hfs_dirent *de = dirh_add(&c->lc, (const char *)p + DIRENT_HDR, l);
+	struct hfs_dirent *de = dirh_add(&c->lc, name, l);
 	if (!de)
 		return -ENOMEM;
 	de->attr = a;
