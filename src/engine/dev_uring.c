@@ -60,6 +60,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <hoardfs/hoard.h>
@@ -97,6 +98,16 @@ static int ring_submit(struct hoard_dev *d, unsigned wait, struct __kernel_times
 		     : io_uring_submit_and_wait(&d->ring, wait);
 	d->inflight += before - io_uring_sq_ready(&d->ring);
 	return r;
+}
+
+/* The data ring refused to submit for good (not -EINTR/-EAGAIN/-EBUSY):
+ * what is queued stays queued and is tried again in 10 ms, not at once,
+ * which would spin a core for as long as the ring refuses. */
+static void refused_pause(void)
+{
+	struct timespec ts = {.tv_nsec = 10000000};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }
 
 static void wake(struct hoard_dev *d)
@@ -256,7 +267,9 @@ static void *reaper_main(void *arg)
 			 * queued for the next round.  Without the eventfd read
 			 * armed (a ring that refused it), wait 10 ms at most. */
 			struct __kernel_timespec ts = {.tv_nsec = 10000000};
-			ring_submit(d, 1, armed ? NULL : &ts);
+			int r = ring_submit(d, 1, armed ? NULL : &ts);
+			if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME)
+				refused_pause();
 			atomic_store(&d->sleeping, 0);
 		} else {
 			ring_submit(d, 0, NULL);

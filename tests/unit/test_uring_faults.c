@@ -11,6 +11,9 @@
  *     room fail (a read reports a miss, counted in io_errors), every
  *     callback is called once, nothing waits for ever, no wrong byte is
  *     returned, and once the ring submits again the cache works.
+ *   - A data ring that refuses every submit while what is queued fits:
+ *     the ios stay queued, the reaper asks again every 10 ms (no spin),
+ *     and they complete once the ring submits again.
  *
  * The faults: this program defines io_uring_submit, io_uring_submit_and_wait
  * and io_uring_submit_and_wait_timeout, which the engine, linked
@@ -59,6 +62,7 @@ static atomic_uint eligible;
 static atomic_uint injected[2][NOPS]; /* [data ring][op] */
 static atomic_int broken;          /* the data ring's submits fail, -ENXIO */
 static atomic_uint refused;        /* ... of which with the queue full (get_sqe) */
+static atomic_uint attempts;       /* submits of the broken data ring, all kinds */
 
 static bool is_data_ring(const struct io_uring *r)
 {
@@ -93,6 +97,7 @@ static void inject(struct io_uring *r)
 
 static int refuse(struct io_uring *r)
 {
+	atomic_fetch_add(&attempts, 1);
 	if (r->sq.sqe_tail - r->sq.sqe_head >= r->sq.ring_entries)
 		atomic_fetch_add(&refused, 1);
 	return -ENXIO;
@@ -154,6 +159,7 @@ static int setup(void **state)
 	memset(injected, 0, sizeof(injected));
 	atomic_store(&broken, 0);
 	atomic_store(&refused, 0);
+	atomic_store(&attempts, 0);
 	if (pipe2(pipe_fds, O_CLOEXEC) < 0)
 		return -1;
 	struct hoard_format_opts fo = {.size = 64 * MiB, .bucket_size = 256 * 1024};
@@ -417,11 +423,67 @@ static void test_refused_sqes_fail_their_ios(void **state)
 	free(frag[1]);
 }
 
+/*
+ * A data ring that refuses every submit while the ios queued fit in it
+ * (so get_sqe never fails one): the reaper keeps them queued and tries
+ * again later, without spinning a core meanwhile; once the ring submits
+ * again they complete with the right bytes.  Before the fix the reaper
+ * called io_uring_submit_and_wait again at once, thousands of times in
+ * the 100 ms window (spinning at full CPU).
+ */
+static void test_refusing_ring_does_not_spin(void **state)
+{
+	uint8_t *frag[2], *r = NULL;
+	uint64_t fid[2];
+	uint32_t vol;
+	for (int o = 0; o < 2; o++)
+		assert_int_equal(posix_memalign((void **)&frag[o], BLK, FRAG_BLOCKS * BLK), 0);
+	assert_int_equal(posix_memalign((void **)&r, BLK, FRAG_BLOCKS * BLK), 0);
+	struct hoard_cache *c = open_img();
+	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
+	write_fragmented(c, vol, fid, frag);
+	assert_int_equal(hoard_sync(c), 0);
+
+	pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+	int ndone = 0;
+	struct rd rd = {&m, &cv, &ndone, 0, -1, r};
+	memset(r, 0xee, FRAG_BLOCKS * BLK);
+	atomic_store(&broken, 1);
+	assert_int_equal(hoard_read(c, fid[0], 0, FRAG_BLOCKS * BLK, r, rd_done, &rd), 0);
+	/* the measuring window, not a wait for an event: how often the
+	 * reaper asks a refusing ring in 100 ms */
+	struct timespec w = {.tv_nsec = 100 * 1000000L};
+	nanosleep(&w, NULL);
+	unsigned n = atomic_load(&attempts);
+	printf("# %u refused submits in 100 ms\n", n);
+	if (n == 0)
+		fail_msg("no submit was refused: the fault was not injected");
+	if (n > 50)
+		fail_msg("%u submits of a refusing ring in 100 ms: the reaper spins", n);
+	pthread_mutex_lock(&m);
+	assert_int_equal(ndone, 0); /* still queued, not failed */
+	pthread_mutex_unlock(&m);
+	atomic_store(&broken, 0);
+	pthread_mutex_lock(&m);
+	while (ndone == 0)
+		pthread_cond_wait(&cv, &m);
+	pthread_mutex_unlock(&m);
+	assert_int_equal(rd.calls, 1);
+	assert_int_equal(rd.res, FRAG_BLOCKS * BLK);
+	assert_memory_equal(r, frag[0], FRAG_BLOCKS * BLK);
+	assert_int_equal(hoard_close(c), 0);
+	free(r);
+	free(frag[0]);
+	free(frag[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_eagain_completions_are_done_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refused_sqes_fail_their_ios, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refusing_ring_does_not_spin, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
