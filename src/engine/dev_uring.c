@@ -34,14 +34,16 @@
  * (block tracepoints: 31 reads in one unplug, the device idle while the
  * reaper worked through the batch; 28 ios in flight for 90k IOPS where
  * fio's 16 gave 140k).  So inside a batch, once what is queued is at
- * least half of what the device still holds, it is submitted at once:
- * the device is kept fed, and under a steady load (the FUSE mount, where
- * FUSE threads queue reads while the device holds many) nearly nothing
- * is submitted early, since each early submit is one more io_uring_enter()
- * and doorbell (a VM exit here).  Measured by hand, alternated: engine
- * QD 32 91-103k -> 110-127k IOPS; submitting after every completion gave
- * 125-159k there but cost the mount CPU (warm read 1.0 -> up to 2.0 CPU s
- * per GiB) and QD 32 through the mount (~58k -> ~53k).
+ * least a quarter of what the device still holds, it is submitted at
+ * once: the device is kept fed, and under a steady load (the FUSE mount,
+ * where FUSE threads queue reads while the device holds many) little is
+ * submitted early; each early submit is one more io_uring_enter() and
+ * doorbell (a VM exit here).  Measured by hand, alternated: engine QD 32
+ * 88-94k -> 123-124k IOPS (fio 144-150k); at half instead of a quarter
+ * 113-119k; after every completion 122-142k, but through the mount that
+ * looked costlier (4 of 7 warm reads at 1.85-2.0 CPU s per GiB, against
+ * ~1.0 otherwise; not beyond this machine's noise), so the rule stays
+ * between.  Through the mount, the quarter rule changed nothing measurable.
  *
  * Metadata I/O uses a second ring, sync_io, reaped by its caller from any
  * thread.
@@ -288,11 +290,11 @@ static void *reaper_main(void *arg)
 			else
 				complete(d, io, res);
 			/* U2: what the callbacks (or other threads) queued goes
-			 * to the device before the batch ends once it is half of
-			 * what the device still holds (the eventfd read aside) */
+			 * to the device before the batch ends once it is a quarter
+			 * of what the device still holds (the eventfd read aside) */
 			if (seen < ready && atomic_load(&d->queued)) {
 				take_queued(d);
-				if (2 * io_uring_sq_ready(&d->ring) + armed >= d->inflight)
+				if (4 * io_uring_sq_ready(&d->ring) + armed >= d->inflight)
 					ring_submit(d, 0, NULL);
 			}
 		}
@@ -330,6 +332,11 @@ static int uring_sync_io(struct hoard_dev *d, struct hoard_io *ios, int n)
 		}
 		for (int i = 0; i < batch; i++) {
 			struct io_uring_cqe *cqe;
+			/* Waiting fails only on a signal (-EINTR) or for
+			 * completions the kernel dropped (-EBADR), which cannot
+			 * happen here: at most SYNC_DEPTH ios are in flight and
+			 * the completion queue holds twice that.  So no io of
+			 * this call is still in flight when it returns. */
 			do
 				r = io_uring_wait_cqe(&d->sring, &cqe);
 			while (r == -EINTR);
