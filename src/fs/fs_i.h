@@ -30,6 +30,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include "fs/fs.h"
+#include "fs/name_hash.h"
 
 /* Coherency data kept with each object: the server's view of the file.
  * Little-endian, fixed width (hoard coherency bytes are opaque). */
@@ -269,7 +270,6 @@ void hfs_node_set_attr(struct hfs *fs, struct hfs_node *n,
 /* The lock that orders writes to the server and their copies into the
  * cache for @n (hfs_op_write); shared with other nodes (HFS_WLOCKS). */
 pthread_mutex_t *hfs_node_wlock(struct hfs *fs, const struct hfs_node *n);
-uint64_t hfs_name_hash(uint64_t parent, const char *name, size_t len);
 
 /* Bounding the node table (-o maxnodes).  Nodes exist while the kernel
  * holds the inode, and the kernel holds what it looked up until memory

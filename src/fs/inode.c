@@ -18,26 +18,6 @@
 
 /* ---- a chained hash with intrusive links, growing by doubling ---- */
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
-
-uint64_t hfs_name_hash(uint64_t parent, const char *name, size_t len)
-{
-	uint64_t h = 0xcbf29ce484222325ULL ^ mix64(parent);
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)name[i];
-		h *= 0x100000001b3ULL;
-	}
-	return mix64(h);
-}
-
 static int htab_init(struct hfs_htab *t, uint64_t (*hash)(const struct hfs_hlink *))
 {
 	t->nb = 1024;
@@ -91,12 +71,12 @@ static void htab_del(struct hfs_htab *t, struct hfs_hlink *l)
 
 static uint64_t key_hash(uint64_t fsid, uint64_t fileid)
 {
-	return mix64(fsid * 0x9e3779b97f4a7c15ULL ^ mix64(fileid));
+	return hfs_mix64(fsid * 0x9e3779b97f4a7c15ULL ^ hfs_mix64(fileid));
 }
 
 static uint64_t ino_link_hash(const struct hfs_hlink *l)
 {
-	return mix64(container_of(l, struct hfs_node, h_ino)->ino);
+	return hfs_mix64(container_of(l, struct hfs_node, h_ino)->ino);
 }
 
 static uint64_t key_link_hash(const struct hfs_hlink *l)
@@ -113,7 +93,7 @@ static uint64_t name_link_hash(const struct hfs_hlink *l)
 
 static struct hfs_node *find_ino(struct hfs *fs, uint64_t ino)
 {
-	uint64_t h = mix64(ino);
+	uint64_t h = hfs_mix64(ino);
 	for (struct hfs_hlink *l = fs->by_ino.b[h & (fs->by_ino.nb - 1)]; l; l = l->next) {
 		struct hfs_node *n = container_of(l, struct hfs_node, h_ino);
 		if (n->ino == ino)
@@ -208,7 +188,7 @@ static struct hfs_node *node_new(struct hfs *fs, const struct hb_attr *a,
 	n->attr_ns = attr_ns;
 	n->referenced = true;
 	atomic_init(&n->wseq, 0);
-	htab_add(&fs->by_ino, &n->h_ino, mix64(n->ino));
+	htab_add(&fs->by_ino, &n->h_ino, hfs_mix64(n->ino));
 	if (fs->by_ino.count > fs->nodes_peak)
 		fs->nodes_peak = fs->by_ino.count;
 	htab_add(&fs->by_key, &n->h_key, key_hash(n->fsid, n->fileid));
@@ -471,7 +451,7 @@ void hfs_node_counts(struct hfs *fs, uint64_t *nodes, uint64_t *names,
 
 pthread_mutex_t *hfs_node_wlock(struct hfs *fs, const struct hfs_node *n)
 {
-	return &fs->wlocks[mix64(n->ino) % HFS_WLOCKS];
+	return &fs->wlocks[hfs_mix64(n->ino) % HFS_WLOCKS];
 }
 
 /* ---- eviction (fs_i.h: bounding the node table) ---- */

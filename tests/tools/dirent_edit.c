@@ -33,30 +33,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <hoardfs/hoard.h>
+#include "fs/name_hash.h"
 
 #define KIND_DIRENT 2u
 #define HDR 152u
-
-/* hfs_name_hash(0, ...) of src/fs/inode.c: FNV-1a + finaliser. */
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
-
-static uint64_t name_hash(const char *name, size_t len)
-{
-	uint64_t h = 0xcbf29ce484222325ULL ^ mix64(0);
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)name[i];
-		h *= 0x100000001b3ULL;
-	}
-	return mix64(h);
-}
 
 struct found {
 	uint64_t obj, rid;
@@ -106,7 +86,7 @@ static void set_name(struct found *f, const char *name, size_t nl)
 	memcpy(f->val + 12, &l, 2);
 	memcpy(f->val + HDR, name, nl);
 	f->len = HDR + nl;
-	f->rid = name_hash(name, nl);
+	f->rid = hfs_name_hash(0, name, nl);
 }
 
 static int edit(struct hoard_cache *c, struct found *f, const char *how)

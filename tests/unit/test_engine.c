@@ -21,20 +21,10 @@
 #include <cmocka.h>
 
 #include <hoardfs/hoard.h>
+#include "../lib/fill.h"
 
 #define IMG "engine-test.img"
 #define MiB (1024ULL * 1024)
-
-static void fill(uint8_t *b, size_t n, uint64_t seed)
-{
-	uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 1;
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		b[i] = (uint8_t)x;
-	}
-}
 
 static struct hoard_cache *mkcache(uint64_t size, int no_reclaim)
 {

@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include <hoardfs/hoard.h>
+#include "../lib/fill.h"
 
 #define IMG "format-test.img"
 #define MiB (1024ULL * 1024)
@@ -58,17 +59,6 @@ static uint64_t allocated(void)
 	struct stat st;
 	assert_int_equal(stat(IMG, &st), 0);
 	return (uint64_t)st.st_blocks * 512;
-}
-
-static void fill(uint8_t *b, size_t n, uint64_t seed)
-{
-	uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 1;
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		b[i] = (uint8_t)x;
-	}
 }
 
 /* The cache on IMG takes data and a record, keeps them over a reopen and

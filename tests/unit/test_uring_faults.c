@@ -46,6 +46,7 @@
 #include <cmocka.h>
 
 #include <hoardfs/hoard.h>
+#include "../lib/fill.h"
 
 #define IMG "uring-faults-test.img"
 #define MiB (1024ULL * 1024)
@@ -138,17 +139,6 @@ int io_uring_submit_and_wait_timeout(struct io_uring *r, struct io_uring_cqe **c
 		return refuse(r);
 	inject(r);
 	return real(r, cqe, wait_nr, ts, sigmask);
-}
-
-static void fill(uint8_t *b, size_t n, uint64_t seed)
-{
-	uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 1;
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		b[i] = (uint8_t)x;
-	}
 }
 
 static int setup(void **state)
@@ -336,19 +326,27 @@ static void rd_done(void *arg, int64_t res)
 	pthread_mutex_unlock(x->m);
 }
 
-static void test_refused_sqes_fail_their_ios(void **state)
+/* A cache holding the two objects of write_fragmented (their bytes in
+ * @frag), committed, and @r: room for @nbufs reads of FRAG_BLOCKS. */
+static struct hoard_cache *fragmented_cache(uint8_t *frag[2], uint64_t fid[2], uint8_t **r,
+					    unsigned nbufs)
 {
-	uint8_t *frag[2], *r = NULL;
-	uint64_t fid[2];
 	uint32_t vol;
 	for (int o = 0; o < 2; o++)
 		assert_int_equal(posix_memalign((void **)&frag[o], BLK, FRAG_BLOCKS * BLK), 0);
-	assert_int_equal(posix_memalign((void **)&r, BLK, NREADS * FRAG_BLOCKS * BLK), 0);
-
+	assert_int_equal(posix_memalign((void **)r, BLK, nbufs * FRAG_BLOCKS * BLK), 0);
 	struct hoard_cache *c = open_img();
 	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
 	write_fragmented(c, vol, fid, frag);
 	assert_int_equal(hoard_sync(c), 0);
+	return c;
+}
+
+static void test_refused_sqes_fail_their_ios(void **state)
+{
+	uint8_t *frag[2], *r;
+	uint64_t fid[2];
+	struct hoard_cache *c = fragmented_cache(frag, fid, &r, NREADS);
 
 	pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
 	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
@@ -433,16 +431,9 @@ static void test_refused_sqes_fail_their_ios(void **state)
  */
 static void test_refusing_ring_does_not_spin(void **state)
 {
-	uint8_t *frag[2], *r = NULL;
+	uint8_t *frag[2], *r;
 	uint64_t fid[2];
-	uint32_t vol;
-	for (int o = 0; o < 2; o++)
-		assert_int_equal(posix_memalign((void **)&frag[o], BLK, FRAG_BLOCKS * BLK), 0);
-	assert_int_equal(posix_memalign((void **)&r, BLK, FRAG_BLOCKS * BLK), 0);
-	struct hoard_cache *c = open_img();
-	assert_int_equal(hoard_vol_open(c, "v", 1, 1, &vol), 0);
-	write_fragmented(c, vol, fid, frag);
-	assert_int_equal(hoard_sync(c), 0);
+	struct hoard_cache *c = fragmented_cache(frag, fid, &r, 1);
 
 	pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
 	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
