@@ -20,4 +20,10 @@ int cmd_ls(int argc, char **argv);      /* cmd_ls.c: list/cat a source
  * or -EINVAL. */
 int cli_parse_size(const char *s, unsigned long long *out);
 
+/* Why a new image of @size bytes at @path was refused with -EFBIG (by
+ * hoard_format): not enough free space to reserve it, or a size its
+ * filesystem takes for no file (ext4: 16 TiB).  main.c. */
+const char *cli_efbig_why(const char *path, unsigned long long size, int sparse);
+extern const char cli_efbig_no_space[]; /* one of the two answers */
+
 #endif

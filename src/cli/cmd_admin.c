@@ -87,9 +87,10 @@ int cmd_format(int argc, char **argv)
 		return 2;
 	}
 	if (r == -EFBIG) {
-		fprintf(stderr, "hoardfs format: not enough free space for a %llu-byte image at %s "
-			"(nothing was created; give a smaller --size, or --sparse to reserve nothing)\n",
-			(unsigned long long)fo.size, path);
+		const char *why = cli_efbig_why(path, fo.size, fo.sparse);
+		fprintf(stderr, "hoardfs format: a %llu-byte image at %s: %s (nothing was created; "
+			"give a smaller --size%s)\n", (unsigned long long)fo.size, path, why,
+			why == cli_efbig_no_space ? ", or --sparse to reserve nothing" : "");
 		return 1;
 	}
 	if (r < 0) {

@@ -324,9 +324,10 @@ static int open_cache(const struct mount_args *a, struct hoard_cache **cp)
 		struct hoard_format_opts fo = {.size = a->cachesize};
 		r = hoard_format(a->cache, &fo, what, sizeof(what));
 		if (r == -EFBIG)
-			return mount_fail("hoardfs mount: cannot create cache %s: not enough free space "
-					  "for %llu bytes (give a smaller -o cachesize)",
-					  a->cache, (unsigned long long)a->cachesize);
+			return mount_fail("hoardfs mount: cannot create cache %s of %llu bytes: %s "
+					  "(give a smaller -o cachesize)", a->cache,
+					  (unsigned long long)a->cachesize,
+					  cli_efbig_why(a->cache, a->cachesize, 0));
 		if (r)
 			return mount_fail("hoardfs mount: cannot create cache %s: %s",
 					  a->cache, hoard_strerror(r));

@@ -4,9 +4,11 @@
  * mount.hoardfs (mount -t fuse.hoardfs SOURCE DIR -o OPTS) it runs mount.
  */
 #include <errno.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include "cli.h"
 
 static const struct {
@@ -29,6 +31,20 @@ static void usage(FILE *f)
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  hoardfs %s\n", cmds[i].help);
 	fprintf(f, "\nSOURCE is nfs://host[:port]/export[/path][?version=3|4] or dir:/path\n");
+}
+
+const char cli_efbig_no_space[] = "not enough free space";
+
+const char *cli_efbig_why(const char *path, unsigned long long size, int sparse)
+{
+	char dir[4096];
+	struct statvfs v;
+	snprintf(dir, sizeof(dir), "%s", path);
+	/* a sparse image reserves nothing: only the size can be refused */
+	if (sparse || (statvfs(dirname(dir), &v) == 0 &&
+		       (unsigned long long)v.f_bavail * v.f_frsize >= size))
+		return "larger than its filesystem takes for one file";
+	return cli_efbig_no_space;
 }
 
 int cli_parse_size(const char *s, unsigned long long *out)
