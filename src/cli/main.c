@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@ const char cli_efbig_no_space[] = "not enough free space";
 
 const char *cli_efbig_why(const char *path, unsigned long long size, int sparse)
 {
-	char dir[4096];
+	char dir[PATH_MAX];
 	struct statvfs v;
 	snprintf(dir, sizeof(dir), "%s", path);
 	/* a sparse image reserves nothing: only the size can be refused */

@@ -1065,6 +1065,7 @@ static void dirh_free(struct hfs_dirh *d)
  * (ac_left), remounts included.
  */
 #define DIRENT_HDR (8 + 4 + 2 + 2 + 8 + HFS_ATTR_REC)
+#define DIRENT_NAME_MAX 255 /* longer names leave the listing unstored */
 #define DIRENT_HAS_ATTR 1u
 #define LISTING_VERSION 1u
 #define LISTING_LEN 24
@@ -1117,11 +1118,11 @@ static void store_listing(struct hfs *fs, struct hfs_node *n,
 	if (r)
 		goto fail;
 	put_attr_record(fs, obj, da);
-	uint8_t rec[DIRENT_HDR + 256];
+	uint8_t rec[DIRENT_HDR + DIRENT_NAME_MAX];
 	uint64_t count = 0;
 	for (size_t i = 0; i < d->n; i++) {
 		size_t len = strlen(d->e[i].name);
-		if (len > 255)
+		if (len > DIRENT_NAME_MAX)
 			return; /* no room in a record: the listing stays unstored */
 		r = hoard_meta_put(fs->cache, obj, HFS_META_DIRENT,
 				   hfs_name_hash(0, d->e[i].name, len), rec,
@@ -1163,7 +1164,7 @@ static bool mode_valid(uint32_t mode)
 
 /* One DIRENT record into the listing, if it is one store_listing could
  * have written: the backends never list "." or "..", and store_listing
- * stores no name longer than 255 bytes; everything reaches the kernel
+ * stores no name longer than DIRENT_NAME_MAX bytes; everything reaches the kernel
  * and the node table as it is (mount_dir_bad_dirents.sh). */
 static int load_cb(uint64_t rid, const void *val, size_t len, void *arg)
 {
@@ -1181,7 +1182,7 @@ static int load_cb(uint64_t rid, const void *val, size_t len, void *arg)
 	memcpy(&flags, p + 14, 2);
 	memcpy(&at, p + 16, 8);
 	l = le16toh(l);
-	if (len != DIRENT_HDR + (size_t)l || l == 0 || l > 255 ||
+	if (len != DIRENT_HDR + (size_t)l || l == 0 || l > DIRENT_NAME_MAX ||
 	    rid != hfs_name_hash(0, name, l) ||
 	    memchr(name, '/', l) || memchr(name, 0, l) ||
 	    (name[0] == '.' && (l == 1 || (l == 2 && name[1] == '.'))) ||
@@ -1266,9 +1267,9 @@ static void listing_update_entry(struct hfs *fs, struct hfs_node *n,
 			       obj_find(fs, p[i].fsid, p[i].fileid);
 		size_t len = strlen(p[i].name);
 		uint64_t rid = hfs_name_hash(0, p[i].name, len);
-		uint8_t rec[DIRENT_HDR + 256];
+		uint8_t rec[DIRENT_HDR + DIRENT_NAME_MAX];
 		int r;
-		if (!obj || len > 255 ||
+		if (!obj || len > DIRENT_NAME_MAX ||
 		    hoard_meta_get(fs->cache, obj, HFS_META_DIRENT, rid, rec,
 				   sizeof(rec)) < 0) {
 			free(p[i].name);

@@ -129,6 +129,18 @@ try: print(json.load(open(sys.argv[1])).get(sys.argv[2], 0))
 except FileNotFoundError: print(0)' "$W/stats.json" "$1"
 }
 
+# cache_f_g: a 6 MiB file f and a 10,000-byte file g in $SRC, read once
+# through a mount of a fresh 64 MiB $CACHE, so both sit in the cache
+# (unmounted on return): the setup of the tests that damage cached data
+cache_f_g() {
+	head -c 6291456 /dev/urandom >"$SRC/f"
+	head -c 10000 /dev/urandom >"$SRC/g"
+	"$HOARDFS_BIN" format "$CACHE" --size 64M >/dev/null || fail "format"
+	mount_hoard "dir:$SRC" "$MNT"
+	cat "$MNT/f" "$MNT/g" >/dev/null || fail "first read"
+	umount_hoard "$MNT"
+}
+
 # damage OFFSET XOR: flip byte OFFSET of every block of $CACHE's data
 # area, unmounted (superblock: bucket_blocks at offset 52, data_start at
 # 88, nbuckets at 96; docs/FORMAT.md)

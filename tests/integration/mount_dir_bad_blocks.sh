@@ -10,12 +10,7 @@
 # file is served from the cache, equal, with nothing from the server.
 . "$(dirname "$0")/mount_common.bash"
 
-head -c 6291456 /dev/urandom >"$SRC/f"
-head -c 10000 /dev/urandom >"$SRC/g"
-"$HOARDFS_BIN" format "$CACHE" --size 64M >/dev/null || fail "format"
-mount_hoard "dir:$SRC" "$MNT"
-cat "$MNT/f" "$MNT/g" >/dev/null || fail "first read"
-umount_hoard "$MNT"
+cache_f_g
 
 damage 100 0x5a
 

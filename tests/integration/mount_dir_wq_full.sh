@@ -16,12 +16,7 @@
 # a remount without the hook, reads back equal.
 . "$(dirname "$0")/mount_common.bash"
 
-head -c 6291456 /dev/urandom >"$SRC/f"
-head -c 10000 /dev/urandom >"$SRC/g"
-"$HOARDFS_BIN" format "$CACHE" --size 64M >/dev/null || fail "format"
-mount_hoard "dir:$SRC" "$MNT"
-cat "$MNT/f" "$MNT/g" >/dev/null || fail "first read"
-umount_hoard "$MNT"
+cache_f_g
 
 for round in 1 2; do
 	damage $((round * 100)) 0x5a

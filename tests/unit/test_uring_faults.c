@@ -42,6 +42,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -96,9 +97,16 @@ static void inject(struct io_uring *r)
 	}
 }
 
+static pthread_mutex_t attempt_m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t attempt_cv = PTHREAD_COND_INITIALIZER; /* attempts > 0 */
+
 static int refuse(struct io_uring *r)
 {
-	atomic_fetch_add(&attempts, 1);
+	if (atomic_fetch_add(&attempts, 1) == 0) {
+		pthread_mutex_lock(&attempt_m);
+		pthread_cond_broadcast(&attempt_cv);
+		pthread_mutex_unlock(&attempt_m);
+	}
 	if (r->sq.sqe_tail - r->sq.sqe_head >= r->sq.ring_entries)
 		atomic_fetch_add(&refused, 1);
 	return -ENXIO;
@@ -442,14 +450,24 @@ static void test_refusing_ring_does_not_spin(void **state)
 	memset(r, 0xee, FRAG_BLOCKS * BLK);
 	atomic_store(&broken, 1);
 	assert_int_equal(hoard_read(c, fid[0], 0, FRAG_BLOCKS * BLK, r, rd_done, &rd), 0);
-	/* the measuring window, not a wait for an event: how often the
-	 * reaper asks a refusing ring in 100 ms */
+	/* from the first refused submit on (waited for, at most 10 s), how
+	 * often the reaper asks again in a 100 ms window (the sleep is the
+	 * window being measured, not a wait for an event) */
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += 10;
+	pthread_mutex_lock(&attempt_m);
+	while (atomic_load(&attempts) == 0 &&
+	       pthread_cond_timedwait(&attempt_cv, &attempt_m, &dl) == 0)
+		;
+	pthread_mutex_unlock(&attempt_m);
+	unsigned n0 = atomic_load(&attempts);
+	if (n0 == 0)
+		fail_msg("no submit was refused in 10 s: the fault was not injected");
 	struct timespec w = {.tv_nsec = 100 * 1000000L};
 	nanosleep(&w, NULL);
-	unsigned n = atomic_load(&attempts);
+	unsigned n = atomic_load(&attempts) - n0;
 	printf("# %u refused submits in 100 ms\n", n);
-	if (n == 0)
-		fail_msg("no submit was refused: the fault was not injected");
 	if (n > 50)
 		fail_msg("%u submits of a refusing ring in 100 ms: the reaper spins", n);
 	pthread_mutex_lock(&m);
